@@ -1,0 +1,29 @@
+# Two entry points, each installs what it needs into .venv first:
+#   make demo   train -> convert -> parity -> benchmark -> report on the bundled MNIST
+#   make test   the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+OUT ?= out
+STAMP := $(VENV)/.keras2edge-installed
+
+.PHONY: demo test install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[all]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m train --out $(OUT)/model --verbose 2 --force
+	$(PY) -m convert $(OUT)/model/model.keras --out $(OUT)/artifacts --force
+	$(PY) -m benchmarks $(OUT)/artifacts --out $(OUT)/report --force
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(OUT) build dist *.egg-info

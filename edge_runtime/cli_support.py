@@ -1,0 +1,37 @@
+"""What every ``python -m <package>`` entry point shares: one-line errors, exit codes.
+
+A user running a command should see ``prog: error: what went wrong`` and a non-zero
+exit status, never a Python traceback, for anything they can fix themselves.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+from edge_runtime.errors import Keras2EdgeError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def run_cli(prog: str, main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Run ``main`` and turn user-caused failures into one line on stderr.
+
+    Only :class:`Keras2EdgeError` (and interrupts) are converted; any other exception
+    is a bug in keras2edge and keeps its traceback so it can be reported.
+
+    Returns
+    -------
+    int
+        The process exit status.
+    """
+    try:
+        return main(argv)
+    except Keras2EdgeError as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,46 @@
+"""Shared fixtures: the real MNIST data and small models trained on it once per session.
+
+Tests train small models (a few seconds each) so the suite stays fast on 2 cores;
+the full-size reference model is trained by the main job (`make demo`) instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+SMALL_TRAIN = 12000
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """The bundled MNIST data set (real images, checksum-verified)."""
+    from train.data import load_dataset
+
+    return load_dataset()
+
+
+def _train_small(tmp_path_factory, mnist, arch: str, epochs: int) -> Path:
+    from train.training import TrainConfig, train_model
+
+    model, _ = train_model(mnist, TrainConfig(arch=arch, epochs=epochs, train_limit=SMALL_TRAIN, seed=7), verbose=0)
+    path = tmp_path_factory.mktemp(f"small_{arch}") / "model.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_mlp_path(tmp_path_factory, mnist) -> Path:
+    """A reference-architecture MLP trained on 12,000 MNIST images (~96% test accuracy)."""
+    return _train_small(tmp_path_factory, mnist, "mlp", epochs=3)
+
+
+@pytest.fixture(scope="session")
+def small_cnn_path(tmp_path_factory, mnist) -> Path:
+    """The small CNN trained on 12,000 MNIST images."""
+    return _train_small(tmp_path_factory, mnist, "cnn", epochs=2)

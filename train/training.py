@@ -1,0 +1,153 @@
+"""Fitting a model reproducibly and recording everything needed to trust the result."""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.errors import Keras2EdgeError
+from train.data import Dataset, one_hot, preprocess
+from train.models import build_model, model_input_shape
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters; the defaults reach >= 98% on MNIST with the MLP.
+
+    The tutorial's plain Adam(1e-3) lands around 97.4–98.0%; a cosine decay of the
+    learning rate to zero over the run is what makes 98% dependable.
+    """
+
+    arch: str = "mlp"
+    epochs: int = 20
+    batch_size: int = 128
+    validation_split: float = 0.1
+    learning_rate: float = 1e-3
+    seed: int = 42
+    train_limit: int | None = None
+
+    def validate(self) -> None:
+        """Reject values that would fail deep inside Keras with a confusing message."""
+        if self.epochs < 1:
+            raise Keras2EdgeError(f"--epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise Keras2EdgeError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.validation_split < 1.0:
+            raise Keras2EdgeError(f"--validation-split must be in [0, 1), got {self.validation_split}")
+        if not self.learning_rate > 0:
+            raise Keras2EdgeError(f"--learning-rate must be > 0, got {self.learning_rate}")
+        if self.train_limit is not None and self.train_limit < 2:
+            raise Keras2EdgeError(f"--train-limit must be >= 2, got {self.train_limit}")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that determine a model's weights and artifacts."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version(), "numpy": np.__version__}
+    for dist in ("tensorflow", "tensorflow-cpu", "keras", "keras2edge"):
+        try:
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+def seed_everything(seed: int) -> None:
+    """Make a run repeatable: same seed and data give bit-identical weights on one machine."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def model_inputs(images: np.ndarray, model: Any) -> np.ndarray:
+    """Preprocess uint8 images and lay them out as ``model``'s input expects."""
+    return preprocess(images).reshape((len(images), *model_input_shape(model)))
+
+
+def train_model(dataset: Dataset, config: TrainConfig = TrainConfig(), verbose: int = 1) -> tuple[Any, dict[str, Any]]:
+    """Train ``config.arch`` on ``dataset`` and evaluate it on the test split.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Raw uint8 images and integer labels (see :func:`train.data.load_dataset`).
+    config : TrainConfig
+        Hyper-parameters, seed and an optional limit on training examples.
+    verbose : int
+        0 silent, 1 Keras progress bar and model summary, 2 one line per epoch.
+
+    Returns
+    -------
+    (keras.Model, dict)
+        The trained model and a JSON-ready record: history, test accuracy and loss,
+        data set digests, configuration, library versions and wall time.
+
+    Examples
+    --------
+    >>> model, record = train_model(load_dataset(), TrainConfig(epochs=1))  # doctest: +SKIP
+    >>> record["test_accuracy"] > 0.95  # doctest: +SKIP
+    True
+    """
+    config.validate()
+    import keras
+
+    seed_everything(config.seed)
+    x_train, y_train = dataset.x_train, dataset.y_train
+    if config.train_limit is not None:
+        x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
+    num_classes = dataset.num_classes
+    model = build_model(config.arch, dataset.image_shape, num_classes)
+    if verbose:
+        model.summary()
+
+    steps_per_epoch = int(np.ceil(len(x_train) * (1 - config.validation_split) / config.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps_per_epoch * config.epochs)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=schedule),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    started = time.perf_counter()
+    history = model.fit(
+        model_inputs(x_train, model),
+        one_hot(y_train, num_classes),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        validation_split=config.validation_split,
+        shuffle=True,
+        verbose=verbose,
+    )
+    train_seconds = time.perf_counter() - started
+    test_loss, test_accuracy = model.evaluate(
+        model_inputs(dataset.x_test, model), one_hot(dataset.y_test, num_classes), batch_size=1024, verbose=0
+    )
+    record = {
+        "schema_version": 1,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "architecture": config.arch,
+        "config": asdict(config),
+        "test_accuracy": float(test_accuracy),
+        "test_loss": float(test_loss),
+        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+        "dataset": {
+            "source": dataset.source,
+            "sha256": dataset.sha256,
+            "num_train": int(len(x_train)),
+            "num_test": int(len(dataset.x_test)),
+            "image_shape": list(dataset.image_shape),
+            "num_classes": num_classes,
+        },
+        "seed": config.seed,
+        "versions": library_versions(),
+        "wall_time_seconds": round(train_seconds, 3),
+        "parameters": int(model.count_params()),
+    }
+    return model, record
