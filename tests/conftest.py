@@ -44,3 +44,29 @@ def small_mlp_path(tmp_path_factory, mnist) -> Path:
 def small_cnn_path(tmp_path_factory, mnist) -> Path:
     """The small CNN trained on 12,000 MNIST images."""
     return _train_small(tmp_path_factory, mnist, "cnn", epochs=2)
+
+
+CALIBRATION_SAMPLES = 200
+
+
+def _convert_small(tmp_path_factory, mnist, model_path: Path, arch: str) -> Path:
+    from convert import convert_model
+
+    out = tmp_path_factory.mktemp(f"artifacts_{arch}") / "artifacts"
+    convert_model(model_path, out, dataset=mnist, calibration_samples=CALIBRATION_SAMPLES, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_mlp_artifacts(tmp_path_factory, mnist, small_mlp_path) -> Path:
+    """Directory with all seven artifacts + manifest.json converted from `small_mlp_path`.
+
+    Calibrated on 200 training images (seed 0) to keep the session fast.
+    """
+    return _convert_small(tmp_path_factory, mnist, small_mlp_path, "mlp")
+
+
+@pytest.fixture(scope="session")
+def small_cnn_artifacts(tmp_path_factory, mnist, small_cnn_path) -> Path:
+    """Directory with all seven artifacts + manifest.json converted from `small_cnn_path`."""
+    return _convert_small(tmp_path_factory, mnist, small_cnn_path, "cnn")
