@@ -1,0 +1,114 @@
+"""TFLite artifacts on a native interpreter: LiteRT, tflite-runtime or TensorFlow Lite.
+
+The three packages ship the same ``Interpreter`` API, so one class drives all of
+them; only the import differs. A model converted with a fixed batch of 1 is
+resized to the caller's batch (once per change of batch size), so a batch runs as
+one ``invoke`` instead of a Python loop. Only if the graph itself cannot take
+another batch size (a hard-coded reshape) does it fall back to one invoke per sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import import_module
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.backends.base import Backend, TensorSpec
+from edge_runtime.errors import BackendError, ModelLoadError
+
+# backend name -> (module holding Interpreter, pip requirement to suggest)
+MODULES = {
+    "litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    "tflite_runtime": ("tflite_runtime.interpreter", "tflite-runtime"),
+    "tensorflow": ("tensorflow.lite.python.interpreter", "tensorflow"),
+}
+
+
+def interpreter_class(name: str) -> Callable[..., Any]:
+    """Import the ``Interpreter`` class of backend ``name``; ImportError if absent."""
+    return import_module(MODULES[name][0]).Interpreter
+
+
+def _spec(detail: dict[str, Any]) -> TensorSpec:
+    signature = detail.get("shape_signature")
+    shape = detail["shape"] if signature is None or len(signature) == 0 else signature
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    quant = (float(scale), int(zero_point)) if scale else None
+    return TensorSpec(detail["name"], tuple(int(d) for d in shape), np.dtype(detail["dtype"]), quant)
+
+
+class TFLiteBackend(Backend):
+    """A TFLite flatbuffer on one of the native interpreters.
+
+    Parameters
+    ----------
+    name : str
+        ``"litert"``, ``"tflite_runtime"`` or ``"tensorflow"``.
+    data : bytes
+        The ``.tflite`` file content (already checked for the ``TFL3`` identifier).
+    threads : int or None
+        Interpreter threads; None lets the interpreter choose.
+    """
+
+    def __init__(self, name: str, data: bytes, threads: int | None) -> None:
+        interpreter = interpreter_class(name)
+        self.name = name
+        self.threads = threads
+        try:
+            self._interp = interpreter(model_content=data, num_threads=threads)
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"{name} cannot load this TFLite model: {' '.join(str(exc).split())}") from None
+        in_details = self._interp.get_input_details()
+        out_details = self._interp.get_output_details()
+        if len(in_details) != 1 or len(out_details) != 1:
+            raise BackendError(
+                f"expected a model with one input and one output, got {len(in_details)} and {len(out_details)}"
+            )
+        self.inputs = [_spec(in_details[0])]
+        self.outputs = [_spec(out_details[0])]
+        self._in_index = in_details[0]["index"]
+        self._out_index = out_details[0]["index"]
+        self._sample_shape = tuple(int(d) for d in in_details[0]["shape"][1:])
+        self._batch = int(in_details[0]["shape"][0])
+        self._loop = False
+        self._set = self._interp.set_tensor
+        self._invoke = self._interp.invoke
+        self._get = self._interp.get_tensor
+
+    def _resize(self, batch: int) -> None:
+        try:
+            self._interp.resize_tensor_input(self._in_index, (batch, *self._sample_shape), strict=False)
+            self._interp.allocate_tensors()
+            self._batch = batch
+        except (ValueError, RuntimeError):
+            # The graph hard-codes its batch (e.g. a Reshape to [1, ...]): restore it and
+            # run one sample per invoke, the only thing such a model can do.
+            self._interp.resize_tensor_input(self._in_index, (self._batch, *self._sample_shape), strict=False)
+            self._interp.allocate_tensors()
+            self._loop = True
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        if n != self._batch and not self._loop:
+            self._resize(n)
+        if self._loop and n != self._batch:
+            return np.concatenate([self._run_one(x[i : i + self._batch]) for i in range(0, n, self._batch)])
+        return self._run_one(x)
+
+    def _run_one(self, x: np.ndarray) -> np.ndarray:
+        self._set(self._in_index, x)
+        self._invoke()
+        return self._get(self._out_index)
+
+    def details(self) -> dict[str, Any]:
+        from importlib.metadata import PackageNotFoundError, version
+
+        package = MODULES[self.name][1]
+        try:
+            library_version = version(package)
+        except PackageNotFoundError:  # tensorflow may be installed as tensorflow-cpu
+            library_version = "unknown"
+        return {"library": package, "library_version": library_version, "batch_loop": self._loop}

@@ -1,0 +1,362 @@
+"""``load()`` and :class:`Model`: one artifact, one backend, preprocessing included.
+
+Everything that can be decided once is decided in :func:`load`: the file is read
+and identified, its sha256 is checked against ``manifest.json``, the backend is
+opened, and the input conversion (scaling, layout, int8 quantisation) and output
+dequantisation are reduced to precomputed constants. ``predict`` then does only
+the per-call work, so it costs no more than the hand-written interpreter loop.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.backends import Backend, TensorSpec, check_name, open_backend
+from edge_runtime.errors import BackendError, InputError, ManifestError, ModelLoadError
+from edge_runtime.manifest import (
+    Manifest,
+    Preprocessing,
+    default_preprocessing,
+    find_manifest,
+    read_manifest,
+    sha256_hex,
+    verify_sha256,
+)
+from edge_runtime.preprocessing import InputAdapter
+
+TFLITE_IDENTIFIER = b"TFL3"
+# An ONNX ModelProto starts with field 1 (ir_version, varint): tag byte 0x08.
+_ONNX_FIRST_BYTE = 0x08
+
+
+def detect_format(data: bytes, path: Path) -> str:
+    """``"tflite"`` or ``"onnx"`` from the content (and, for ONNX, the suffix).
+
+    A TFLite flatbuffer carries the file identifier ``TFL3`` at bytes 4-8; it is
+    checked before any native interpreter sees the bytes. ONNX has no magic number,
+    so a file is taken for ONNX when its suffix says so or its first byte is the
+    ``ir_version`` tag; the protobuf parser of the backend validates the rest.
+
+    Raises
+    ------
+    ModelLoadError
+        The content is neither.
+    """
+    if data[4:8] == TFLITE_IDENTIFIER:
+        return "tflite"
+    suffix = path.suffix.lower()
+    if suffix == ".tflite":
+        raise ModelLoadError(f"{path}: not a TFLite model (no 'TFL3' flatbuffer identifier); the file is damaged or of another format")
+    if suffix == ".onnx" or data[0] == _ONNX_FIRST_BYTE:
+        return "onnx"
+    raise ModelLoadError(f"{path}: not a TFLite or ONNX model; expected a .tflite or .onnx file made by python -m convert")
+
+
+def _read(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ModelLoadError(f"{path}: is a directory; pass one artifact file (.tflite or .onnx) inside it") from None
+    except OSError as exc:
+        raise ModelLoadError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) < 16:
+        raise ModelLoadError(f"{path}: file is {len(data)} bytes, too short to be a model (truncated?)")
+    return data
+
+
+def _manifest_quant(entry: dict[str, Any] | None, key: str) -> tuple[float, int] | None:
+    """An I/O tensor's (scale, zero_point) recorded in the manifest, if any."""
+    if entry is None:
+        return None
+    tensors = entry.get(key)
+    if not isinstance(tensors, list) or not tensors or not isinstance(tensors[0], dict):
+        return None
+    quant = tensors[0].get("quantization")
+    if not isinstance(quant, dict):
+        return None
+    try:
+        return float(quant["scale"]), int(quant["zero_point"])
+    except (KeyError, TypeError, ValueError):
+        raise ManifestError(f"artifact '{entry.get('file')}': {key}[0].quantization needs numeric scale and zero_point") from None
+
+
+def _check_threads(threads: int | None) -> None:
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise BackendError(f"threads must be a positive integer or None, got {threads!r}")
+
+
+class Model:
+    """A loaded artifact ready for inference; create it with :func:`load`.
+
+    Attributes
+    ----------
+    path : Path
+        The artifact file.
+    format : str
+        ``"tflite"`` or ``"onnx"``.
+    backend : str
+        The backend actually running it (``"litert"``, ``"onnxruntime"``, ``"numpy"``...).
+    num_classes : int
+        Width of the output.
+    class_labels : tuple of str
+        From the manifest, else ``"0"``, ``"1"``, ...
+    sha256 : str
+        Hex digest of the artifact bytes.
+    manifest : dict or None
+        The full ``manifest.json`` document, or None when there is none.
+
+    Notes
+    -----
+    A ``Model`` is **not thread-safe**: native interpreters hold one set of tensors
+    and ``predict`` reuses its input buffer. Use one ``Model`` per thread or worker,
+    or guard calls with a lock.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        fmt: str,
+        data_size: int,
+        sha256: str,
+        backend: Backend,
+        manifest: Manifest | None,
+        pre: Preprocessing,
+    ) -> None:
+        self.path = path
+        self.format = fmt
+        self.sha256 = sha256
+        self.size_bytes = data_size
+        self._backend = backend
+        self.backend: str = backend.name
+        self.threads = backend.threads
+        self._manifest = manifest
+        self.manifest: dict[str, Any] | None = manifest.raw if manifest else None
+        self.preprocessing = pre
+        in_spec, out_spec = backend.inputs[0], backend.outputs[0]
+        per_sample = math.prod(d for d in in_spec.shape[1:])
+        if any(d < 0 for d in in_spec.shape[1:]) or per_sample != math.prod(pre.model_input_shape):
+            source = "manifest model_input_shape" if manifest else "default MNIST preprocessing"
+            error = ManifestError if manifest else ModelLoadError
+            raise error(
+                f"{path}: model input {list(in_spec.shape)} does not match the {source} {list(pre.model_input_shape)}"
+            )
+        self._adapter = InputAdapter(pre, in_spec.dtype, in_spec.quantization)
+        if len(out_spec.shape) != 2 or out_spec.shape[1] < 1:
+            raise ModelLoadError(f"{path}: expected an output of shape (batch, classes), got {list(out_spec.shape)}")
+        self.num_classes = int(out_spec.shape[1])
+        if manifest is not None:
+            if len(manifest.class_labels) != self.num_classes:
+                raise ManifestError(
+                    f"{manifest.path}: {len(manifest.class_labels)} class_labels for a model with {self.num_classes} outputs"
+                )
+            self.class_labels: tuple[str, ...] = manifest.class_labels
+            self._logits = manifest.output_kind == "logits"
+        else:
+            self.class_labels = tuple(str(i) for i in range(self.num_classes))
+            self._logits = False
+        self._labels = np.array(self.class_labels, dtype=object)
+        if out_spec.dtype in (np.int8, np.uint8):
+            if out_spec.quantization is None:
+                raise ModelLoadError(f"{path}: output is {out_spec.dtype.name} but has no quantisation parameters")
+            self._out_scale = np.float32(out_spec.quantization[0])
+            self._out_zero = np.float32(out_spec.quantization[1])
+        else:
+            self._out_scale = None
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Class probabilities for one image or a batch.
+
+        Parameters
+        ----------
+        x : array_like
+            uint8 pixels ``(28, 28)``, ``(N, 28, 28)`` or flat ``(N, 784)`` (scaled
+            by the manifest's ``scale``/``offset``); or float16/32/64 images already
+            scaled to [0, 1], in any of those layouts. ``(N, 28, 28, 1)`` also works.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 ``(N, num_classes)``; rows sum to 1 (softmax is applied for
+            models whose manifest says their output is logits).
+
+        Raises
+        ------
+        InputError
+            Wrong shape or dtype, empty batch, NaN/inf, or floats that were not scaled.
+        BackendError
+            The backend failed while running the model.
+
+        Examples
+        --------
+        >>> model = load("out/tflite_int8.tflite")  # doctest: +SKIP
+        >>> model.predict(images[:3]).shape  # doctest: +SKIP
+        (3, 10)
+        """
+        tensor = self._adapter(x)
+        try:
+            raw = self._backend.run(tensor)
+        except (RuntimeError, ValueError) as exc:
+            raise BackendError(f"{self.backend} failed to run {self.path.name}: {' '.join(str(exc).split())}") from None
+        if self._out_scale is not None:
+            out = raw.astype(np.float32)
+            out -= self._out_zero
+            out *= self._out_scale
+        else:
+            out = raw if raw.dtype == np.float32 else raw.astype(np.float32)
+        if self._logits:
+            out = np.exp(out - out.max(axis=1, keepdims=True))
+            out /= out.sum(axis=1, keepdims=True)
+        return out
+
+    def classify(self, x: Any) -> list[str]:
+        """The most probable class label for each sample of ``x``.
+
+        Parameters
+        ----------
+        x : array_like
+            As for :meth:`predict`.
+
+        Returns
+        -------
+        list of str
+            One label per sample (a single image gives a one-element list).
+
+        Examples
+        --------
+        >>> load("out/onnx_float32.onnx").classify(images[:2])  # doctest: +SKIP
+        ['7', '2']
+        """
+        return self._labels[self.predict(x).argmax(axis=1)].tolist()
+
+    def info(self) -> dict[str, Any]:
+        """Everything a user or a tool needs to know about the loaded model.
+
+        Returns
+        -------
+        dict
+            JSON-ready: ``path``, ``format``, ``backend``, ``backend_details``,
+            ``threads``, ``bytes``, ``sha256``, ``inputs``/``outputs`` (name, shape,
+            dtype, quantization), ``num_classes``, ``class_labels``, ``output_kind``,
+            ``preprocessing`` and ``manifest`` (path, artifact entry, source model,
+            creation time and tool versions; None without a manifest).
+        """
+        pre = self.preprocessing
+        manifest = None
+        if self._manifest is not None:
+            raw = self._manifest.raw
+            manifest = {
+                "path": str(self._manifest.path),
+                "artifact": self._manifest.artifact,
+                "source_model": raw.get("source_model"),
+                "created": raw.get("created"),
+                "tool_versions": raw.get("tool_versions"),
+                "calibration": raw.get("calibration"),
+            }
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            "backend": self.backend,
+            "backend_details": self._backend.details(),
+            "threads": self.threads,
+            "bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "inputs": [t.to_dict() for t in self._backend.inputs],
+            "outputs": [t.to_dict() for t in self._backend.outputs],
+            "num_classes": self.num_classes,
+            "class_labels": list(self.class_labels),
+            "output_kind": "logits" if self._logits else "probabilities",
+            "preprocessing": {
+                "image_shape": list(pre.image_shape),
+                "channels": pre.channels,
+                "scale": pre.scale,
+                "offset": pre.offset,
+                "model_input_shape": list(pre.model_input_shape),
+                "layout": pre.layout,
+                "source": "manifest" if self._manifest else "defaults",
+            },
+            "manifest": manifest,
+        }
+
+    @property
+    def input_spec(self) -> TensorSpec:
+        """The backend's view of the model input (name, shape, dtype, quantisation)."""
+        return self._backend.inputs[0]
+
+    @property
+    def output_spec(self) -> TensorSpec:
+        """The backend's view of the model output."""
+        return self._backend.outputs[0]
+
+    def __repr__(self) -> str:
+        return f"Model({str(self.path)!r}, backend={self.backend!r}, classes={self.num_classes})"
+
+
+def load(path: str | os.PathLike[str], backend: str = "auto", threads: int | None = None) -> Model:
+    """Load a ``.tflite`` or ``.onnx`` artifact for inference.
+
+    If a ``manifest.json`` sits beside the file, the artifact's sha256 must match
+    its entry there, and its preprocessing, class labels and output kind are used;
+    otherwise MNIST defaults apply (pixels / 255, labels ``"0"``..``"9"``).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The artifact file.
+    backend : str
+        ``"auto"`` (default: LiteRT, tflite_runtime, TensorFlow Lite, NumPy for
+        .tflite; ONNX Runtime, NumPy for .onnx) or one of ``"litert"``,
+        ``"tflite_runtime"``, ``"tensorflow"``, ``"onnxruntime"``, ``"numpy"``.
+    threads : int or None
+        Inference threads for LiteRT/tflite_runtime/TensorFlow (``num_threads``)
+        and ONNX Runtime (``intra_op_num_threads``); None lets them choose. The
+        NumPy backend follows the BLAS library's own thread setting.
+
+    Returns
+    -------
+    Model
+
+    Raises
+    ------
+    ModelLoadError
+        Missing, unreadable, truncated, corrupt or wrong-format file.
+    ManifestError
+        The manifest beside it is invalid, does not list it, or its sha256 differs.
+    BackendError
+        Unknown or uninstalled backend, or one that cannot run this artifact.
+
+    Examples
+    --------
+    >>> model = load("out/tflite_int8.tflite", threads=1)  # doctest: +SKIP
+    >>> model.classify(image)  # doctest: +SKIP
+    ['7']
+    """
+    _check_threads(threads)
+    check_name(backend)
+    artifact = Path(path)
+    data = _read(artifact)
+    fmt = detect_format(data, artifact)
+    digest = sha256_hex(data)
+    manifest_path = find_manifest(artifact)
+    manifest = read_manifest(manifest_path, artifact.name) if manifest_path else None
+    if manifest is not None:
+        verify_sha256(manifest, digest, artifact)
+    io_quant = (
+        _manifest_quant(manifest.artifact if manifest else None, "inputs"),
+        _manifest_quant(manifest.artifact if manifest else None, "outputs"),
+    )
+    engine = open_backend(backend, fmt, data, threads, io_quant)
+    if manifest is not None:
+        pre = manifest.preprocessing
+    else:
+        shape = engine.inputs[0].shape[1:]
+        if not shape or any(d < 1 for d in shape):
+            raise ModelLoadError(f"{artifact}: model input shape {list(engine.inputs[0].shape)} is not fixed per sample; add a manifest.json")
+        pre = default_preprocessing(tuple(shape))
+    return Model(artifact, fmt, len(data), digest, engine, manifest, pre)

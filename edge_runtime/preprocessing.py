@@ -1,0 +1,152 @@
+"""Turning what a caller passes to ``predict`` into the model's input tensor.
+
+Callers pass raw uint8 images (``(N, 28, 28)`` or one ``(28, 28)``), float images
+already scaled, or flat rows (``(N, 784)``); the model wants ``(N, *model_input_shape)``
+in its own dtype, quantised with its own scale and zero-point if it is int8. All of
+that is decided once, at load time, and reduced to the cheapest per-call work:
+
+- uint8 pixels go through a 256-entry lookup table that already contains scaling
+  and, for int8 models, quantisation: one pass over the pixels, into a buffer that
+  is reused while the batch size stays the same;
+- float input is checked for NaN/inf and for a range that shows it was scaled,
+  then cast or quantised.
+
+Anything else raises :class:`~edge_runtime.errors.InputError` with what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edge_runtime.errors import InputError, ModelLoadError
+from edge_runtime.manifest import Preprocessing
+
+_FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+_QUANT_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
+# Scaled input may stray this far (relative to its full range) outside [lo, hi]
+# before it is taken for unscaled pixels: resampling filters overshoot a little.
+_RANGE_SLACK = 0.05
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
+    """Affine-quantise float ``x``: ``clip(round(x / scale) + zero_point)``.
+
+    Rounding is half-to-even (``numpy.rint``), as ONNX ``QuantizeLinear`` specifies.
+
+    Examples
+    --------
+    >>> quantize(np.array([0.0, 1.0]), 1 / 255, -128, np.dtype(np.int8)).tolist()
+    [-128, 127]
+    """
+    lo, hi = _QUANT_RANGES[np.dtype(dtype)]
+    q = np.rint(np.asarray(x, dtype=np.float64) / scale) + zero_point
+    return np.clip(q, lo, hi).astype(dtype)
+
+
+class InputAdapter:
+    """Validates ``predict`` input and converts it to the model's input tensor.
+
+    Parameters
+    ----------
+    pre : Preprocessing
+        Scale/offset and shapes, from the manifest or MNIST defaults.
+    dtype : numpy.dtype
+        The model input's dtype (float32, int8 or uint8).
+    quantization : (scale, zero_point) or None
+        The model input's quantisation, required when ``dtype`` is an integer type.
+
+    Raises
+    ------
+    ModelLoadError
+        The model's input dtype is not float32/int8/uint8, or int8 without parameters.
+
+    Notes
+    -----
+    Not thread-safe: the output buffer is reused between calls.
+    """
+
+    def __init__(self, pre: Preprocessing, dtype: np.dtype, quantization: tuple[float, int] | None) -> None:
+        self.sample_shape = tuple(pre.model_input_shape)
+        size = math.prod(self.sample_shape)
+        image = tuple(pre.image_shape)
+        # Every per-sample layout a caller may reasonably hold, all with `size` values.
+        self._sample_shapes = {self.sample_shape, image, (*image, pre.channels), (size,)}
+        self.dtype = np.dtype(dtype)
+        self._quant = quantization
+        if self.dtype in _QUANT_RANGES and quantization is None:
+            raise ModelLoadError(f"model input is {self.dtype.name} but has no quantisation parameters")
+        if self.dtype not in _QUANT_RANGES and self.dtype != np.float32:
+            raise ModelLoadError(f"model input dtype {self.dtype.name} is not supported (float32, int8 or uint8)")
+        pixels = np.arange(256, dtype=np.float64) * pre.scale + pre.offset
+        self._lut = self._convert_float(pixels)
+        self._lo = pre.offset
+        self._hi = pre.offset + 255 * pre.scale
+        self._slack = _RANGE_SLACK * (self._hi - self._lo)
+        self._buffer = np.empty((0, *self.sample_shape), dtype=self.dtype)
+
+    def _convert_float(self, x: np.ndarray) -> np.ndarray:
+        if self._quant is None:
+            return x.astype(np.float32)
+        return quantize(x, self._quant[0], self._quant[1], self.dtype)
+
+    def describe_shapes(self) -> str:
+        """Accepted shapes, for error messages: ``(28, 28), (N, 28, 28), ...``."""
+        shapes = sorted(self._sample_shapes, key=len)
+        return ", ".join(f"{s}" for s in shapes) + " or a batch of them (N, ...)"
+
+    def batch_shape(self, shape: tuple[int, ...]) -> int:
+        """The batch size of an input of ``shape``; InputError if no layout fits."""
+        if shape in self._sample_shapes:
+            return 1
+        if len(shape) >= 2 and shape[1:] in self._sample_shapes:
+            if shape[0] == 0:
+                raise InputError("empty batch: the input has 0 samples")
+            return shape[0]
+        raise InputError(f"input shape {shape} does not fit the model; expected {self.describe_shapes()}")
+
+    def __call__(self, x: object) -> np.ndarray:
+        """Return ``x`` as a C-contiguous ``(N, *sample_shape)`` array in the model dtype.
+
+        Raises
+        ------
+        InputError
+            Unsupported dtype, shape that fits no accepted layout, empty batch,
+            NaN/inf, or float values outside the scaled range.
+        """
+        if not isinstance(x, np.ndarray):
+            try:
+                x = np.asarray(x)
+            except (ValueError, TypeError) as exc:
+                raise InputError(f"input is not an array of numbers ({exc})") from None
+        n = self.batch_shape(x.shape)
+        if x.dtype == np.uint8:
+            out = self._out(n)
+            np.take(self._lut, x.reshape(out.shape), out=out)
+            return out
+        if x.dtype not in _FLOAT_DTYPES:
+            raise InputError(
+                f"input dtype {x.dtype} is not supported; pass uint8 pixels (0-255) or float images already scaled to [0, 1]"
+            )
+        if not np.isfinite(x).all():
+            raise InputError("input contains NaN or inf")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < self._lo - self._slack or hi > self._hi + self._slack:
+            raise InputError(
+                f"float input ranges over [{lo:g}, {hi:g}] but the model expects [{self._lo:g}, {self._hi:g}]; "
+                "pass uint8 pixels, or scale floats the same way (e.g. divide by 255)"
+            )
+        rows = x.reshape((n, *self.sample_shape))
+        if self._quant is None:
+            if rows.dtype == np.float32 and rows.flags.c_contiguous:
+                return rows
+            out = self._out(n)
+            np.copyto(out, rows, casting="same_kind")
+            return out
+        return self._convert_float(rows)
+
+    def _out(self, n: int) -> np.ndarray:
+        if self._buffer.shape[0] != n:
+            self._buffer = np.empty((n, *self.sample_shape), dtype=self.dtype)
+        return self._buffer
