@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from edge_runtime.cli_support import run_cli
+from edge_runtime.errors import Keras2EdgeError
 
 PROG = "python -m convert"
 
@@ -62,12 +63,79 @@ def convert_main(argv: Sequence[str]) -> int:
     return 0
 
 
+_GATE_OPTIONS = (
+    ("agreement", "min_agreement", "minimum top-1 agreement with Keras, percent", 0.01),
+    ("accuracy-drop", "max_accuracy_drop", "maximum accuracy drop vs Keras, percentage points", 0.01),
+    ("max-diff", "max_abs_diff", "maximum absolute probability difference", 1.0),
+)
+PRECISIONS = ("float32", "float16", "int8")
+
+
+def build_parity_parser() -> argparse.ArgumentParser:
+    from convert.parity import DEFAULT_GATES
+
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} parity",
+        description="Compare every artifact in DIR with its Keras model on the test images; write DIR/parity.json "
+        "and DIR/parity.md; exit 1 if any artifact misses its gate.",
+    )
+    parser.add_argument("dir", help="a directory written by python -m convert")
+    parser.add_argument("--data", default="bundled", help="test data: 'bundled' (default), an IDX directory, an .npz, or 'keras'")
+    parser.add_argument("--model", default=None, help="the source .keras model (default: the path recorded in the manifest)")
+    parser.add_argument("--backend", default="auto", help="edge_runtime backend used to run the artifacts (default auto)")
+    gates = parser.add_argument_group("gates", "override the default thresholds per precision")
+    for precision in PRECISIONS:
+        default = DEFAULT_GATES[precision]
+        for option, attr, help_text, factor in _GATE_OPTIONS:
+            current = getattr(default, attr)
+            shown = "not gated" if current is None else f"{current / factor:g}"
+            gates.add_argument(
+                f"--gate-{precision}-{option}",
+                type=float,
+                default=None,
+                metavar="X",
+                help=f"{precision}: {help_text} (default {shown})",
+            )
+    return parser
+
+
+def _gates_from_args(args: argparse.Namespace) -> dict:
+    from dataclasses import replace
+
+    from convert.parity import DEFAULT_GATES
+
+    gates = {}
+    for precision in PRECISIONS:
+        gate = DEFAULT_GATES[precision]
+        for option, attr, _, factor in _GATE_OPTIONS:
+            value = getattr(args, f"gate_{precision}_{option.replace('-', '_')}")
+            if value is not None:
+                if value < 0:
+                    raise Keras2EdgeError(f"--gate-{precision}-{option} must be >= 0, got {value:g}")
+                gate = replace(gate, **{attr: value * factor})
+        gates[precision] = gate
+    return gates
+
+
+def parity_main(argv: Sequence[str]) -> int:
+    """Run parity, print the table, and return 1 if any gate failed."""
+    from convert.parity import run_parity
+
+    args = build_parity_parser().parse_args(argv)
+    report = run_parity(args.dir, dataset=args.data, gates=_gates_from_args(args), model_path=args.model, backend=args.backend)
+    print(report.to_markdown())
+    if not report.passed:
+        for line in report.failures():
+            print(f"{PROG} parity: FAILED {line}", file=sys.stderr)
+        return 1
+    print(f"all {len(report.artifacts)} artifacts passed; wrote {os.path.join(args.dir, 'parity.json')} and parity.md")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch to ``parity`` when it is the first argument, else convert."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "parity":
-        from convert.parity import parity_main
-
         return parity_main(args[1:])
     return convert_main(args)
 
