@@ -1,0 +1,343 @@
+"""Turn a ``results.json`` document into the files a person reads.
+
+``report.md`` leads with the answers a user picking an artifact wants (fastest at
+batch 1, smallest within the accuracy gate, speed-up over Keras, the acceptance
+ratios), then the tables they came from. ``results.csv`` has one row per measurement
+for spreadsheets; the PNG charts show latency against batch size and size against
+accuracy. ``--compare`` adds a section with another machine's numbers side by side.
+Everything here is pure formatting of the document: no measurement happens.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.runner import SCHEMA_VERSION
+from edge_runtime.atomic import write_bytes, write_json, write_text
+from edge_runtime.errors import DataError
+
+CSV_FIELDS = ("kind", "subject", "artifact", "format", "precision", "backend", "threads", "batch_size", "count",
+              "first_ms", "min_ms", "max_ms", "mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms", "throughput_sps",
+              "repeat", "import_ms", "load_ms", "first_inference_ms", "total_ms", "wall_ms", "peak_rss_bytes",
+              "rss_source")
+LATENCY_CHART = "latency_vs_batch.png"
+SIZE_CHART = "size_vs_accuracy.png"
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """Read another run's ``results.json`` for ``--compare``, checking its schema.
+
+    Raises
+    ------
+    DataError
+        Missing, unreadable, not a benchmarks results file, or another schema version.
+    """
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DataError(f"--compare file '{path}' does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read --compare file '{path}': {exc}") from None
+    if not isinstance(doc, dict) or doc.get("tool") != "keras2edge.benchmarks" or "records" not in doc:
+        raise DataError(f"'{path}' is not a keras2edge benchmarks results.json")
+    if doc.get("schema_version") != SCHEMA_VERSION:
+        raise DataError(f"'{path}' has schema_version {doc.get('schema_version')!r}; this tool reads {SCHEMA_VERSION}")
+    return doc
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:,.0f}"
+    return str(value)
+
+
+def _ms(value: float | None) -> str:
+    """Milliseconds with about three significant digits, from 8 µs calls to 4 s imports."""
+    if value is None:
+        return "–"
+    for limit, decimals in ((0.1, 4), (1, 3), (10, 2), (100, 1)):
+        if value < limit:
+            return f"{value:.{decimals}f}"
+    return f"{value:,.0f}"
+
+
+def _mib(value: float | None) -> str:
+    return "–" if value is None else f"{value / 2**20:.1f}"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_line(machine: dict[str, Any]) -> str:
+    """One line naming the machine, for headings and the comparison table."""
+    board = f"{machine['board']}, " if machine.get("board") else ""
+    return (f"{board}{machine.get('cpu_model')} ({machine.get('arch')}, {machine.get('usable_cores')} usable cores), "
+            f"{machine.get('os')}, {machine.get('python')}")
+
+
+def _summary(doc: dict[str, Any]) -> list[str]:
+    s = doc["summary"]
+    out = ["## Summary", ""]
+    f = s.get("fastest_batch1")
+    if f:
+        out.append(f"- **Fastest at batch 1:** `{f['artifact']}` on {f['backend']} (threads={f['threads']}), "
+                   f"p50 {_ms(f['p50_ms'])} ms per image.")
+    f8 = s.get("fastest_int8_batch1")
+    if f8 and f8 != f:
+        out.append(f"- **Fastest int8 artifact at batch 1:** `{f8['artifact']}` on {f8['backend']} "
+                   f"(threads={f8['threads']}), p50 {_ms(f8['p50_ms'])} ms.")
+    sm = s.get("smallest_within_gate")
+    if sm:
+        out.append(f"- **Smallest artifact within the accuracy gate:** `{sm['name']}` ({sm['bytes'] / 1024:,.1f} KiB, "
+                   f"{sm['precision']}, accuracy {_fmt(sm['accuracy'], 4)}).")
+    else:
+        out.append("- **Smallest artifact within the accuracy gate:** none (no parity results or no artifact passed).")
+    acc = s["acceptance"]
+    for key, label in (("speedup_vs_keras_call", "Keras `model(x)`"), ("speedup_vs_keras_predict",
+                                                                      "Keras `model.predict(x)`")):
+        value = acc[key]["value"]
+        if value is not None:
+            out.append(f"- **Speed-up over {label} at batch 1:** {value:,.0f}× ({acc[key]['detail']}).")
+        else:
+            out.append(f"- **Speed-up over {label}:** not measured (see notes).")
+    out += ["", "### Acceptance ratios", ""]
+    rows = []
+    for key, a in acc.items():
+        verdict = "–" if a["passed"] is None else ("pass" if a["passed"] else "**FAIL**")
+        rows.append([key, _fmt(a["value"], 4), f"{a['comparison']} {a['target']:g}", verdict, a["detail"]])
+    out.append(_table(["check", "measured", "target", "result", "what"], rows))
+    return out
+
+
+def _artifacts(doc: dict[str, Any]) -> list[str]:
+    rows = [[f"`{a['name']}`", a["format"], a["precision"], a["quantization"],
+             "–" if a["bytes"] is None else f"{a['bytes'] / 1024:,.1f}", _fmt(a["accuracy"], 4),
+             _fmt(a["accuracy_delta"], 3), _fmt(a["agreement"], 4), _fmt(a["gate_passed"])]
+            for a in doc["artifacts"]]
+    return ["## Artifacts", "", "Size from the manifest; accuracy and top-1 agreement with Keras from `parity.json`.", "",
+            _table(["artifact", "format", "precision", "quantization", "KiB", "accuracy", "Δ vs Keras",
+                    "agreement", "within gate"], rows)]
+
+
+def _latency_rows(doc: dict[str, Any], subjects: Sequence[str]) -> list[dict[str, Any]]:
+    return [r for r in doc["records"] if r["kind"] == "latency" and r["subject"] in subjects]
+
+
+def _latency(doc: dict[str, Any]) -> list[str]:
+    recs = _latency_rows(doc, ("edge_runtime",))
+    b1 = sorted((r for r in recs if r["batch_size"] == 1), key=lambda r: r["p50_ms"])
+    out = ["## Latency through edge_runtime", "",
+           "Per call, from uint8 images to probabilities; ms. Batch 1, fastest first:", "",
+           _table(["artifact", "backend", "threads", "p50", "p90", "p99", "mean", "std", "first", "images/s", "calls"],
+                  [[f"`{r['artifact']}`", r["backend"], r["threads"], _ms(r["p50_ms"]), _ms(r["p90_ms"]),
+                    _ms(r["p99_ms"]), _ms(r["mean_ms"]), _ms(r["std_ms"]), _ms(r["first_ms"]),
+                    f"{r['throughput_sps']:,.0f}", r["count"]] for r in b1])]
+    batches = doc["config"]["batch_sizes"]
+    if len(batches) > 1:
+        combos = sorted({(r["artifact"], r["backend"], r["threads"]) for r in recs}, key=str)
+        index = {(r["artifact"], r["backend"], r["threads"], r["batch_size"]): r for r in recs}
+        rows = []
+        for combo in combos:
+            cells = []
+            for b in batches:
+                r = index.get((*combo, b))
+                cells.append("–" if r is None else f"{_ms(r['p50_ms'])} ({r['throughput_sps']:,.0f}/s)")
+            rows.append([f"`{combo[0]}`", combo[1], combo[2], *cells])
+        out += ["", "All batch sizes: p50 ms per call (images/s):", "",
+                _table(["artifact", "backend", "threads", *[f"batch {b}" for b in batches]], rows)]
+    out += ["", f"![latency vs batch size]({LATENCY_CHART})"]
+    return out
+
+
+def _ratios(doc: dict[str, Any]) -> list[str]:
+    rows = [[f"`{r['artifact']}`", r["backend"], r["batch_size"], r["threads"], _ms(r["runtime_p50_ms"]),
+             _ms(r["baseline_p50_ms"]), f"{r['ratio_p50']:.3f}", f"{r['ratio_mean']:.3f}"]
+            for r in sorted(doc["ratios"], key=lambda r: (r["batch_size"], r["artifact"], r["backend"],
+                                                           str(r["threads"])))]
+    return ["## edge_runtime vs the hand-written interpreter loop", "",
+            "Both start from the same uint8 images and were timed alternately in the same run "
+            "(`benchmarks/baselines.py`: numpy scaling, int8 quantise, `set_tensor`/`invoke`/`get_tensor`, "
+            "dequantise; or `session.run`). Ratio = edge_runtime / hand-written; below 1.0 the runtime is faster.", "",
+            _table(["artifact", "backend", "batch", "threads", "runtime p50 ms", "hand-written p50 ms", "ratio p50",
+                    "ratio mean"], rows)]
+
+
+def _cold(doc: dict[str, Any]) -> list[str]:
+    rows = [[c["subject"], f"`{c['artifact']}`", c["backend"], c["repeats"], _ms(c["import_ms"]), _ms(c["load_ms"]),
+             _ms(c["first_inference_ms"]), _ms(c["total_ms"]), _ms(c["wall_ms"]), _mib(c["peak_rss_bytes"])]
+            for c in doc["cold_start"]]
+    return ["## Cold start", "",
+            "Fresh process each time; medians over the repeats. import + load + first inference (one uint8 image) "
+            "is timed inside the process; *process* adds interpreter start-up as seen from outside. Peak RSS is the "
+            "process's high-water mark right after the first inference. edge_runtime imports numpy and its backend "
+            "lazily inside `load`, so compare totals rather than phases.", "",
+            _table(["subject", "artifact", "backend", "runs", "import ms", "load ms", "first inference ms",
+                    "total ms", "process ms", "peak RSS MiB"], rows)]
+
+
+def _keras(doc: dict[str, Any]) -> list[str]:
+    recs = sorted(_latency_rows(doc, ("keras_call", "keras_predict")), key=lambda r: (r["subject"], r["batch_size"]))
+    if not recs:
+        return []
+    rows = [["`model(x)`" if r["subject"] == "keras_call" else "`model.predict(x)`", r["batch_size"], _ms(r["p50_ms"]),
+             _ms(r["p90_ms"]), _ms(r["mean_ms"]), f"{r['throughput_sps']:,.0f}", r["count"]] for r in recs]
+    return ["## Keras baseline", "", f"{recs[0]['backend']}, default threads, in its own process.", "",
+            _table(["call", "batch", "p50 ms", "p90 ms", "mean ms", "images/s", "calls"], rows)]
+
+
+def _machine(doc: dict[str, Any]) -> list[str]:
+    m = doc["machine"]
+    libs = ", ".join(f"{k} {v}" for k, v in m["libraries"].items() if v)
+    before, after = m.get("state", {}), m.get("state_after", {})
+    rows = [[k, _fmt(before.get(k)), _fmt(after.get(k))] for k in before]
+    return ["## Machine", "", f"- {machine_line(m)}", f"- Libraries: {libs}",
+            f"- Memory: {_mib(m.get('memory_bytes'))} MiB; Raspberry Pi: {_fmt(m.get('is_raspberry_pi'))}", "",
+            _table(["state", "before", "after"], rows)]
+
+
+def _compare(doc: dict[str, Any], other: dict[str, Any], other_name: str) -> list[str]:
+    """This run and another machine's, side by side, for measurements both made."""
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        return (r["subject"], r["artifact"], r["backend"], r.get("batch_size"), r.get("threads"))
+
+    mine = {key(r): r for r in doc["records"] if r["kind"] == "latency"}
+    theirs = {key(r): r for r in other["records"] if r["kind"] == "latency"}
+    rows = []
+    for k in sorted(set(mine) & set(theirs), key=str):
+        a, b = mine[k], theirs[k]
+        rows.append([k[0], f"`{k[1]}`", k[2], k[3], k[4], _ms(a["p50_ms"]), _ms(b["p50_ms"]),
+                     f"{b['p50_ms'] / a['p50_ms']:.2f}"])
+    cold_a = {(c["subject"], c["artifact"]): c for c in doc["cold_start"]}
+    cold_b = {(c["subject"], c["artifact"]): c for c in other["cold_start"]}
+    cold_rows = [[k[0], f"`{k[1]}`", _ms(cold_a[k]["total_ms"]), _ms(cold_b[k]["total_ms"]),
+                  _mib(cold_a[k]["peak_rss_bytes"]), _mib(cold_b[k]["peak_rss_bytes"])]
+                 for k in sorted(set(cold_a) & set(cold_b), key=str)]
+    out = ["## Comparison with another machine", "", f"- **this run:** {machine_line(doc['machine'])}",
+           f"- **other** (`{other_name}`, {other.get('created')}, {other.get('mode')}): "
+           f"{machine_line(other['machine'])}", ""]
+    if rows:
+        out += ["Latency p50 (ms per call) of measurements both runs made; ratio = other / this.", "",
+                _table(["subject", "artifact", "backend", "batch", "threads", "this", "other", "other/this"], rows)]
+    else:
+        out.append("The two runs share no latency measurement (different artifacts, backends or batch sizes).")
+    if cold_rows:
+        out += ["", _table(["cold start", "artifact", "this total ms", "other total ms", "this RSS MiB",
+                            "other RSS MiB"], cold_rows)]
+    return out
+
+
+def render_markdown(doc: dict[str, Any], other: dict[str, Any] | None = None, other_name: str = "") -> str:
+    """The whole ``report.md`` for ``doc`` (and ``other`` when comparing)."""
+    out = ["# keras2edge benchmark report", "",
+           f"{doc['created']} · {doc['mode']} run ({doc['duration_s']:.0f} s) · `{doc['config']['artifact_dir']}` · "
+           f"{machine_line(doc['machine'])}", ""]
+    if doc["notes"]:
+        out += ["**Notes:**", ""] + [f"- {n}" for n in doc["notes"]] + [""]
+    for section in (_summary, _artifacts, _latency, _ratios, _cold, _keras, _machine):
+        lines = section(doc)
+        if lines:
+            out += lines + [""]
+    if doc["artifacts"]:
+        out += [f"![size vs accuracy]({SIZE_CHART})", ""]
+    if other is not None:
+        out += _compare(doc, other, other_name) + [""]
+    return "\n".join(out)
+
+
+def render_csv(doc: dict[str, Any]) -> str:
+    """One row per measurement record; columns a record does not have are empty."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for rec in doc["records"]:
+        writer.writerow({k: ("" if rec.get(k) is None else rec.get(k)) for k in CSV_FIELDS})
+    return buf.getvalue()
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def render_charts(doc: dict[str, Any]) -> dict[str, bytes]:
+    """PNG bytes of the two charts: latency vs batch size and size vs accuracy.
+
+    Uses matplotlib's Agg backend (no display needed on a server or a Pi).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    charts: dict[str, bytes] = {}
+    recs = _latency_rows(doc, ("edge_runtime", "keras_call", "keras_predict"))
+    threads = sorted({r["threads"] for r in recs if r["subject"] == "edge_runtime"}, key=str)
+    panels = threads or [None]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
+    for ax, t in zip(axes[0], panels):
+        lines: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        for r in recs:
+            if r["subject"] == "edge_runtime" and r["threads"] != t:
+                continue
+            label = (r["artifact"], r["backend"]) if r["subject"] == "edge_runtime" else (r["subject"], "")
+            lines.setdefault(label, []).append((r["batch_size"], r["p50_ms"]))
+        for (name, backend), pts in sorted(lines.items()):
+            pts.sort()
+            style = "--" if name.startswith("keras") else "-"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3,
+                    label=f"{name} / {backend}" if backend else name)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("p50 latency per call (ms)")
+        ax.set_title(f"edge_runtime, threads={t}" if t is not None else "latency")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=6)
+    charts[LATENCY_CHART] = _png(fig)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    pts = [a for a in doc["artifacts"] if a["bytes"] and a["accuracy"] is not None]
+    for a in pts:
+        color = "tab:green" if a["gate_passed"] else "tab:red"
+        ax.scatter(a["bytes"] / 1024, a["accuracy"], color=color)
+        ax.annotate(a["name"], (a["bytes"] / 1024, a["accuracy"]), fontsize=7, xytext=(4, 2),
+                    textcoords="offset points")
+    ax.set_xlabel("artifact size (KiB)")
+    ax.set_ylabel("test accuracy (parity.json)")
+    ax.set_title("size vs accuracy (green: within gate)" if pts else "size vs accuracy: no parity.json")
+    ax.grid(True, alpha=0.3)
+    charts[SIZE_CHART] = _png(fig)
+    plt.close(fig)
+    return charts
+
+
+def write_outputs(directory: Path, doc: dict[str, Any], other: dict[str, Any] | None = None,
+                  other_name: str = "") -> list[Path]:
+    """Write results.json, results.csv, report.md and the charts into ``directory``.
+
+    ``directory`` is the staging directory of :func:`edge_runtime.atomic.staged_dir`,
+    so a failure here leaves no partial report behind.
+    """
+    write_json(directory / "results.json", doc)
+    write_text(directory / "results.csv", render_csv(doc))
+    write_text(directory / "report.md", render_markdown(doc, other, other_name))
+    for name, data in render_charts(doc).items():
+        write_bytes(directory / name, data)
+    return sorted(directory.iterdir())

@@ -1,0 +1,460 @@
+"""Run every measurement of a benchmark and collect the records.
+
+One :func:`run_benchmarks` call measures, for every artifact in the manifest, every
+installed backend that can run it, every batch size and thread count: edge_runtime
+against the matching hand-written loop (interleaved, see
+:func:`benchmarks.stats.measure_interleaved`), then cold starts in fresh processes,
+then Keras in its own process. The result is a plain dict (the ``results.json``
+document); rendering it is :mod:`benchmarks.report`'s job.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import baselines, coldstart
+from benchmarks.machine import machine_info, thermal_state
+from benchmarks.stats import DEFAULT_POLICY, QUICK_POLICY, TimingPolicy, measure_interleaved
+from edge_runtime.errors import BackendError, DataError, ManifestError
+
+SCHEMA_VERSION = 1
+
+# Backends edge_runtime can use, per artifact format. The "tensorflow" backend is not
+# benchmarked: importing TensorFlow into this process would put its thread pools and
+# ~500 MB next to every other measurement; Keras is measured in its own process instead.
+BACKENDS_BY_FORMAT = {
+    "tflite": ("litert", "tflite_runtime", "numpy"),
+    "onnx": ("onnxruntime", "numpy"),
+}
+# Targets from the acceptance criteria; reported next to the measured values.
+TARGETS = {
+    "speedup_vs_keras_call": 100.0,
+    "speedup_vs_keras_predict": 1000.0,
+    "runtime_vs_baseline_batch1_int8": 1.0,
+    "cold_start_ratio_vs_bare_litert": 1.2,
+    "cold_start_rss_ratio_vs_bare_litert": 1.2,
+}
+QUICK_BATCH_SIZES = (1, 32)
+DEFAULT_BATCH_SIZES = (1, 8, 64, 256)
+
+
+@dataclass
+class BenchConfig:
+    """What to measure and how long; built by the CLI from its arguments."""
+
+    artifact_dir: Path
+    batch_sizes: list[int]
+    threads: list[int | None]
+    quick: bool = False
+    keras_model: Path | None = None
+    policy: TimingPolicy = DEFAULT_POLICY
+    keras_predict_policy: TimingPolicy = field(
+        default_factory=lambda: TimingPolicy(warmup_runs=2, min_runs=10, min_seconds=0.5, max_seconds=5.0))
+    cold_repeats: int = 3
+
+    @classmethod
+    def for_mode(cls, artifact_dir: Path, batch_sizes: Sequence[int] | None, threads: Sequence[int] | None,
+                 quick: bool, keras_model: Path | None = None) -> BenchConfig:
+        """Defaults for a full run (a few minutes) or ``--quick`` (under a minute on 2 cores).
+
+        ``--quick`` keeps every kind of measurement but shortens each: two batch
+        sizes, one thread count, short timing windows and one cold start per subject.
+        """
+        if quick:
+            return cls(artifact_dir, list(batch_sizes or QUICK_BATCH_SIZES), list(threads or [1]), True, keras_model,
+                       QUICK_POLICY, TimingPolicy(warmup_runs=1, min_runs=3, min_seconds=0.0, max_seconds=1.0), 1)
+        import os
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        default_threads = sorted({1, cores})
+        return cls(artifact_dir, list(batch_sizes or DEFAULT_BATCH_SIZES), list(threads or default_threads), False,
+                   keras_model)
+
+
+def progress(message: str) -> None:
+    """One progress line on stderr, so stdout stays clean for the stats lines."""
+    print(f"[benchmarks] {message}", file=sys.stderr, flush=True)
+
+
+def load_manifest(artifact_dir: Path) -> dict[str, Any]:
+    """Read and sanity-check ``manifest.json``: the fields the benchmark relies on.
+
+    Raises
+    ------
+    DataError
+        ``artifact_dir`` is not a directory.
+    ManifestError
+        No manifest, invalid JSON, or missing ``artifacts`` / ``preprocessing``.
+    """
+    if not artifact_dir.is_dir():
+        raise DataError(f"artifact directory '{artifact_dir}' does not exist; run `python -m convert` first")
+    path = artifact_dir / "manifest.json"
+    if not path.is_file():
+        raise ManifestError(f"no manifest.json in '{artifact_dir}'; is this the output of `python -m convert`?")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"cannot read '{path}': {exc}") from None
+    artifacts = manifest.get("artifacts") if isinstance(manifest, dict) else None
+    if not isinstance(artifacts, list) or not artifacts:
+        raise ManifestError(f"'{path}' lists no artifacts")
+    pre = manifest.get("preprocessing")
+    if not isinstance(pre, dict) or not {"scale", "model_input_shape"} <= set(pre):
+        raise ManifestError(f"'{path}' has no valid 'preprocessing' block (scale, model_input_shape)")
+    for art in artifacts:
+        if not isinstance(art, dict) or not {"name", "file", "format"} <= set(art):
+            raise ManifestError(f"'{path}': every artifact needs 'name', 'file' and 'format'")
+        if art["format"] not in BACKENDS_BY_FORMAT:
+            raise ManifestError(f"'{path}': artifact '{art['name']}' has unknown format '{art['format']}'")
+        if not (artifact_dir / art["file"]).is_file():
+            raise ManifestError(f"'{path}' lists '{art['file']}' but it is not in '{artifact_dir}'")
+    return manifest
+
+
+def load_parity(artifact_dir: Path) -> dict[str, Any] | None:
+    """``parity.json`` beside the artifacts, or ``None`` when parity was not run."""
+    path = artifact_dir / "parity.json"
+    if not path.is_file():
+        return None
+    try:
+        parity = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"cannot read '{path}': {exc}") from None
+    return parity if isinstance(parity, dict) else None
+
+
+def benchmark_images(count: int) -> np.ndarray:
+    """``count`` real MNIST test images (uint8 ``(N, 28, 28)``), repeated if needed.
+
+    Real digits rather than zeros or noise, so that nothing data-dependent (a
+    softmax, a dynamic-range quantiser) runs an unrealistically easy path.
+    """
+    from train.data import load_dataset
+
+    images = load_dataset().x_test
+    reps = math.ceil(count / len(images))
+    return np.ascontiguousarray(np.concatenate([images] * reps)[:count]) if reps > 1 else images[:count].copy()
+
+
+def artifact_summaries(manifest: dict[str, Any], parity: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Per-artifact size and the accuracy / agreement parity measured for it."""
+    per = (parity or {}).get("artifacts", {})
+    rows = []
+    for art in manifest["artifacts"]:
+        p = per.get(art["name"], {})
+        rows.append({
+            "name": art["name"], "file": art["file"], "format": art["format"],
+            "precision": art.get("precision"), "quantization": art.get("quantization"),
+            "bytes": art.get("bytes"),
+            "accuracy": p.get("accuracy"), "accuracy_delta": p.get("accuracy_delta"),
+            "agreement": p.get("agreement"), "gate_passed": p.get("passed"),
+        })
+    return rows
+
+
+def _latency_record(subject: str, artifact: dict[str, Any], backend: str, threads: int | None,
+                    stats: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "latency", "subject": subject, "artifact": artifact["name"], "format": artifact["format"],
+            "precision": artifact.get("precision"), "backend": backend, "threads": threads, **stats}
+
+
+def _load_runtime(path: Path, backend: str, threads: int | None) -> Any:
+    import edge_runtime
+
+    return edge_runtime.load(path, backend=backend, threads=threads)
+
+
+def measure_latency(config: BenchConfig, manifest: dict[str, Any], images: np.ndarray,
+                    notes: list[str]) -> list[dict[str, Any]]:
+    """edge_runtime vs the hand-written loop for every artifact x backend x threads x batch."""
+    records: list[dict[str, Any]] = []
+    pre = manifest["preprocessing"]
+    plan = [(art, backend) for art in manifest["artifacts"] for backend in BACKENDS_BY_FORMAT[art["format"]]]
+    total = len(plan) * len(config.threads) * len(config.batch_sizes)
+    step = 0
+    skipped: dict[tuple[str, str], list[str]] = {}
+    for art, backend in plan:
+        path = config.artifact_dir / art["file"]
+        for threads in config.threads:
+            try:
+                runtime = _load_runtime(path, backend, threads)
+            except BackendError as exc:
+                skipped.setdefault((backend, str(exc)), []).append(art["name"])
+                step += len(config.batch_sizes) * (len(config.threads) - config.threads.index(threads))
+                progress(f"skip {art['name']} / {backend}: {exc}")
+                break
+            for batch in config.batch_sizes:
+                step += 1
+                x = images[:batch]
+                fns: dict[str, Callable[[], object]] = {"edge_runtime": lambda: runtime.predict(x)}
+                if baselines.has_baseline(backend):
+                    base = baselines.make_baseline(backend, path, pre, batch, threads)
+                    fns["baseline"] = lambda: base(x)
+                    agree = float(np.mean(np.argmax(runtime.predict(x), 1) == np.argmax(base(x), 1)))
+                    if agree < 1.0:
+                        notes.append(f"{art['name']}/{backend} bs={batch}: edge_runtime and the hand-written loop "
+                                     f"agree on only {agree:.1%} of top-1 classes")
+                stats = measure_interleaved(fns, batch, config.policy)
+                line = f"[{step}/{total}] {art['name']:<20} {backend:<14} bs={batch:<4} threads={threads}"
+                for subject, s in stats.items():
+                    records.append(_latency_record(subject, art, backend, threads, s.to_dict()))
+                    progress(f"{line} {subject:<12} {s.format_line()}")
+    for (backend, reason), names in skipped.items():
+        notes.append(f"backend {backend} not measured for {', '.join(names)}: {reason}")
+    return records
+
+
+def keras_source(config: BenchConfig, manifest: dict[str, Any]) -> tuple[Path | None, str | None]:
+    """Where the source Keras model is, or why the Keras baseline cannot run."""
+    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("keras") is None:
+        return None, "TensorFlow not installed: Keras baseline skipped"
+    if config.keras_model is not None:
+        candidates = [config.keras_model]
+    else:
+        source = manifest.get("source_model") or {}
+        candidates = [Path(source[key]) if key == "path" else config.artifact_dir / source[key]
+                      for key in ("path", "file") if isinstance(source.get(key), str)]
+        candidates.append(config.artifact_dir / "model.keras")
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate, None
+    where = ", ".join(str(c) for c in candidates)
+    return None, f"source Keras model not found ({where}): Keras baseline skipped; pass --keras-model"
+
+
+def _pick(manifest: dict[str, Any], fmt: str) -> dict[str, Any] | None:
+    """The artifact of ``fmt`` a device would most likely ship: int8 first."""
+    arts = [a for a in manifest["artifacts"] if a["format"] == fmt]
+    arts.sort(key=lambda a: (a.get("precision") != "int8", a.get("quantization") not in ("full_integer", "static_qdq"),
+                             a["name"]))
+    return arts[0] if arts else None
+
+
+def measure_cold_start(config: BenchConfig, manifest: dict[str, Any], images_path: Path,
+                       notes: list[str]) -> list[dict[str, Any]]:
+    """edge_runtime vs bare LiteRT / ONNX Runtime cold starts, alternated, one record per process."""
+    pairs = []
+    for fmt, bare in (("tflite", "litert"), ("onnx", "onnxruntime")):
+        art = _pick(manifest, fmt)
+        if art is None:
+            continue
+        if importlib.util.find_spec(baselines.TFLITE_INTERPRETERS.get(bare, bare).split(".")[0]) is None:
+            notes.append(f"cold start of {art['name']}: {bare} not installed, skipped")
+            continue
+        pairs.append((art, bare))
+    records = []
+    for repeat in range(config.cold_repeats):
+        for art, bare in pairs:
+            order = [("edge_runtime", "auto"), (bare, bare)]
+            for subject, backend in (order if repeat % 2 == 0 else order[::-1]):
+                spec = {"subject": subject, "backend": backend, "artifact": str(config.artifact_dir / art["file"]),
+                        "images": str(images_path), "preprocessing": manifest["preprocessing"], "threads": None}
+                try:
+                    result = coldstart.run_in_child(spec)
+                except RuntimeError as exc:
+                    notes.append(f"cold start {subject} on {art['name']} failed: {exc}")
+                    continue
+                label = subject if subject == "edge_runtime" else f"bare_{subject}"
+                records.append({"kind": "cold_start", "subject": label, "artifact": art["name"],
+                                "format": art["format"], "precision": art.get("precision"),
+                                "backend": result["backend"], "repeat": repeat,
+                                **{k: v for k, v in result.items() if k not in ("subject", "backend")}})
+                progress(f"cold start {label:<18} {art['name']:<18} total={result['total_ms']:.1f} ms "
+                         f"(import {result['import_ms']:.1f}, load {result['load_ms']:.1f}, first "
+                         f"{result['first_inference_ms']:.2f}) peak RSS {result['peak_rss_bytes'] / 2**20:.1f} MiB")
+    return records
+
+
+def measure_keras(config: BenchConfig, manifest: dict[str, Any], images_path: Path,
+                  notes: list[str]) -> list[dict[str, Any]]:
+    """Keras cold start, then warm ``model(x)`` / ``model.predict(x)``, in one TensorFlow process."""
+    source, reason = keras_source(config, manifest)
+    if source is None:
+        notes.append(reason or "Keras baseline skipped")
+        progress(reason or "Keras baseline skipped")
+        return []
+    progress(f"Keras baseline from {source} (fresh process; importing TensorFlow takes a while)")
+    spec = {"subject": "keras", "artifact": str(source), "images": str(images_path),
+            "preprocessing": manifest["preprocessing"], "batch_sizes": config.batch_sizes,
+            "policy": config.policy.to_dict(), "predict_policy": config.keras_predict_policy.to_dict()}
+    try:
+        result = coldstart.run_in_child(spec, timeout=1800.0)
+    except RuntimeError as exc:
+        notes.append(f"Keras baseline failed: {exc}")
+        return []
+    keras_art = {"name": "keras", "format": "keras", "precision": "float32"}
+    records = [{"kind": "cold_start", "subject": "keras", "artifact": "keras", "format": "keras",
+                "precision": "float32", "backend": result["backend"], "repeat": 0,
+                **{k: v for k, v in result.items() if k not in ("subject", "backend", "latency")}}]
+    for rec in result.get("latency", []):
+        records.append(_latency_record(rec["subject"], keras_art, result["backend"], None,
+                                       {**rec["stats"], "batch_size": rec["batch_size"]}))
+    return records
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def cold_start_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Median of each cold-start phase and of peak RSS per (subject, artifact)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for rec in records:
+        if rec["kind"] == "cold_start":
+            groups.setdefault((rec["subject"], rec["artifact"]), []).append(rec)
+    rows = []
+    for (subject, artifact), recs in groups.items():
+        row: dict[str, Any] = {"subject": subject, "artifact": artifact, "backend": recs[0]["backend"],
+                               "repeats": len(recs)}
+        for key in ("import_ms", "load_ms", "first_inference_ms", "total_ms", "wall_ms", "peak_rss_bytes"):
+            row[key] = _median([r[key] for r in recs])
+        rows.append(row)
+    return rows
+
+
+def runtime_ratios(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """edge_runtime p50 / hand-written p50 for every measured combination (<= 1.0 is the goal)."""
+    index = {(r["subject"], r["artifact"], r["backend"], r["batch_size"], r["threads"]): r
+             for r in records if r["kind"] == "latency"}
+    rows = []
+    for (subject, artifact, backend, batch, threads), rt in index.items():
+        base = index.get(("baseline", artifact, backend, batch, threads))
+        if subject != "edge_runtime" or base is None:
+            continue
+        rows.append({"artifact": artifact, "precision": rt["precision"], "backend": backend, "batch_size": batch,
+                     "threads": threads, "runtime_p50_ms": rt["p50_ms"], "baseline_p50_ms": base["p50_ms"],
+                     "ratio_p50": rt["p50_ms"] / base["p50_ms"],
+                     "ratio_mean": rt["mean_ms"] / base["mean_ms"]})
+    return rows
+
+
+def _target(name: str, value: float | None, higher_is_better: bool, detail: str) -> dict[str, Any]:
+    target = TARGETS[name]
+    passed = None if value is None else (value >= target if higher_is_better else value <= target)
+    return {"value": value, "target": target, "comparison": ">=" if higher_is_better else "<=",
+            "passed": passed, "detail": detail}
+
+
+def summarize_run(records: list[dict[str, Any]], artifacts: list[dict[str, Any]],
+                  ratios: list[dict[str, Any]], cold: list[dict[str, Any]]) -> dict[str, Any]:
+    """The headline facts of ``report.md`` and the acceptance ratios, from the records."""
+    lat = [r for r in records if r["kind"] == "latency"]
+    rt1 = [r for r in lat if r["subject"] == "edge_runtime" and r["batch_size"] == 1]
+    fastest = min(rt1, key=lambda r: r["p50_ms"], default=None)
+    fastest_int8 = min((r for r in rt1 if r["precision"] == "int8"), key=lambda r: r["p50_ms"], default=None)
+    within = [a for a in artifacts if a["gate_passed"] and a["bytes"]]
+    smallest = min(within, key=lambda a: a["bytes"], default=None)
+    keras = {r["subject"]: r for r in lat if r["subject"].startswith("keras_") and r["batch_size"] == 1}
+
+    def speedup(subject: str) -> float | None:
+        if fastest_int8 is None or subject not in keras:
+            return None
+        return keras[subject]["p50_ms"] / fastest_int8["p50_ms"]
+
+    int8_ratios = [r for r in ratios if r["batch_size"] == 1 and r["precision"] == "int8"
+                   and r["backend"] in ("litert", "onnxruntime")]
+    worst = max(int8_ratios, key=lambda r: r["ratio_p50"], default=None)
+    by = {(c["subject"], c["artifact"]): c for c in cold}
+    er = next((c for (s, _), c in by.items() if s == "edge_runtime" and ("bare_litert", c["artifact"]) in by), None)
+    bare = by.get(("bare_litert", er["artifact"])) if er else None
+    fast_name = f"{fastest_int8['artifact']} / {fastest_int8['backend']}" if fastest_int8 else "n/a"
+    acceptance = {
+        "speedup_vs_keras_call": _target("speedup_vs_keras_call", speedup("keras_call"), True,
+                                         f"Keras model(x) p50 / {fast_name} p50 at batch 1"),
+        "speedup_vs_keras_predict": _target("speedup_vs_keras_predict", speedup("keras_predict"), True,
+                                            f"Keras model.predict(x) p50 / {fast_name} p50 at batch 1"),
+        "runtime_vs_baseline_batch1_int8": _target(
+            "runtime_vs_baseline_batch1_int8", worst["ratio_p50"] if worst else None, False,
+            "worst edge_runtime/hand-written p50 ratio over LiteRT and ONNX Runtime int8 artifacts at batch 1"
+            + (f" ({worst['artifact']} / {worst['backend']}, threads={worst['threads']})" if worst else "")),
+        "cold_start_ratio_vs_bare_litert": _target(
+            "cold_start_ratio_vs_bare_litert", er["total_ms"] / bare["total_ms"] if er and bare else None, False,
+            "edge_runtime / bare LiteRT median import+load+first inference" + (f" ({er['artifact']})" if er else "")),
+        "cold_start_rss_ratio_vs_bare_litert": _target(
+            "cold_start_rss_ratio_vs_bare_litert",
+            er["peak_rss_bytes"] / bare["peak_rss_bytes"] if er and bare else None, False,
+            "edge_runtime / bare LiteRT median peak RSS after the first inference"),
+    }
+    return {
+        "fastest_batch1": fastest and {k: fastest[k] for k in ("artifact", "backend", "threads", "p50_ms")},
+        "fastest_int8_batch1": fastest_int8 and {k: fastest_int8[k] for k in ("artifact", "backend", "threads",
+                                                                              "p50_ms")},
+        "smallest_within_gate": smallest and {k: smallest[k] for k in ("name", "bytes", "accuracy", "precision")},
+        "keras_batch1_p50_ms": {k: v["p50_ms"] for k, v in keras.items()},
+        "acceptance": acceptance,
+    }
+
+
+def run_benchmarks(config: BenchConfig, manifest: dict[str, Any], parity: dict[str, Any] | None) -> dict[str, Any]:
+    """Measure everything ``config`` asks for and return the ``results.json`` document.
+
+    Parameters
+    ----------
+    config
+        Batch sizes, threads, timing policy and where the artifacts are.
+    manifest, parity
+        As read by :func:`load_manifest` / :func:`load_parity`.
+
+    Returns
+    -------
+    dict
+        ``schema_version``, ``created``, ``mode``, ``config``, ``machine``
+        (with ``state`` before and ``state_after``), ``artifacts``, ``records``
+        (one per measurement: ``kind`` ``latency`` or ``cold_start``),
+        ``cold_start`` (medians), ``ratios``, ``summary`` and ``notes``.
+    """
+    started = time.perf_counter()
+    notes: list[str] = []
+    if config.quick:
+        notes.append("--quick: short timing windows, batch sizes "
+                     f"{config.batch_sizes}, threads {config.threads}, one cold start per subject; "
+                     "percentiles are less stable than in a full run")
+    if parity is None:
+        notes.append("parity.json not found: accuracy columns are empty and no artifact counts as within the gate")
+    machine = machine_info()
+    images = benchmark_images(max(config.batch_sizes))
+    with tempfile.TemporaryDirectory(prefix="keras2edge-bench-") as tmp:
+        images_path = Path(tmp) / "images.npy"
+        np.save(images_path, images)
+        progress(f"latency: {len(manifest['artifacts'])} artifacts, batch sizes {config.batch_sizes}, "
+                 f"threads {config.threads}")
+        records = measure_latency(config, manifest, images, notes)
+        progress(f"cold start: {config.cold_repeats} fresh process(es) per subject")
+        records += measure_cold_start(config, manifest, images_path, notes)
+        records += measure_keras(config, manifest, images_path, notes)
+    machine["state_after"] = thermal_state()
+    artifacts = artifact_summaries(manifest, parity)
+    ratios = runtime_ratios(records)
+    cold = cold_start_summary(records)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "keras2edge.benchmarks",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "mode": "quick" if config.quick else "default",
+        "duration_s": time.perf_counter() - started,
+        "config": {"artifact_dir": str(config.artifact_dir), "batch_sizes": config.batch_sizes,
+                   "threads": config.threads, "policy": config.policy.to_dict(),
+                   "keras_predict_policy": config.keras_predict_policy.to_dict(),
+                   "cold_repeats": config.cold_repeats,
+                   "source_model": manifest.get("source_model")},
+        "machine": machine,
+        "artifacts": artifacts,
+        "records": records,
+        "cold_start": cold,
+        "ratios": ratios,
+        "summary": summarize_run(records, artifacts, ratios, cold),
+        "notes": notes,
+    }
