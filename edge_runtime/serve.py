@@ -54,7 +54,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from edge_runtime.backends import BACKEND_NAMES
 from edge_runtime.errors import Keras2EdgeError
+from edge_runtime.selftest import load_samples
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -158,14 +160,6 @@ class ModelPool:
             yield model
         finally:
             self._idle.put(model)
-
-
-def _self_check_input(model: Any) -> np.ndarray:
-    """A fixed test image (a bright square on black) shaped like the model's input images."""
-    height, width = model.info()["preprocessing"]["image_shape"]
-    image = np.zeros((1, height, width), dtype=np.uint8)
-    image[0, height // 4 : 3 * height // 4, width // 3 : 2 * width // 3] = 255
-    return image
 
 
 # -------------------------------------------------------------------------- metrics
@@ -273,7 +267,7 @@ class InferenceServer(ThreadingHTTPServer):
 
     Examples
     --------
-    >>> server = InferenceServer(ServeConfig(port=0), ModelPool([edge_runtime.load("artifacts")]))  # doctest: +SKIP
+    >>> server = InferenceServer(ServeConfig(port=0), ModelPool([edge_runtime.load("out/tflite_int8.tflite")]))  # doctest: +SKIP
     >>> threading.Thread(target=server.serve_forever).start()  # doctest: +SKIP
     """
 
@@ -288,11 +282,14 @@ class InferenceServer(ThreadingHTTPServer):
         self.metrics = Metrics()
         self._log_stream = log_stream if log_stream is not None else sys.stderr
         self._log_lock = threading.Lock()
+        # Real digits (the self-test's embedded MNIST samples): a model that answers
+        # every input the same way would pass a check on a blank image.
+        self._check_images = load_samples().images
         self._expected = self._reference_output()
         super().__init__((config.host, config.port), _Handler)
 
     def _reference_output(self) -> np.ndarray:
-        """Run the self-check image through every instance; they must all agree.
+        """Run the self-check images through every instance; they must all agree.
 
         The result is what ``/healthz`` later compares against, so a health check
         proves the interpreters still compute what they computed at start-up.
@@ -300,14 +297,14 @@ class InferenceServer(ThreadingHTTPServer):
         outputs = []
         for _ in range(self.pool.size):
             with self.pool.acquire(timeout=0) as model:
-                outputs.append(np.asarray(model.predict(_self_check_input(model))))
+                outputs.append(np.array(model.predict(self._check_images)))
         for other in outputs[1:]:
             if other.shape != outputs[0].shape or not np.allclose(other, outputs[0], atol=1e-5):
-                raise Keras2EdgeError("model instances disagree on the self-check image; the artifact is not deterministic")
+                raise Keras2EdgeError("model instances disagree on the self-check images; the artifact is not deterministic")
         return outputs[0]
 
     def self_check(self) -> float:
-        """Classify the self-check image and compare with the start-up answer.
+        """Classify the self-check images and compare with the start-up answer.
 
         Returns
         -------
@@ -316,7 +313,7 @@ class InferenceServer(ThreadingHTTPServer):
         """
         start = time.perf_counter()
         with self.pool.acquire(timeout=self.config.request_timeout) as model:
-            output = np.asarray(model.predict(_self_check_input(model)))
+            output = np.array(model.predict(self._check_images))
         if output.shape != self._expected.shape or not np.allclose(output, self._expected, atol=1e-5):
             raise _HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "self-check inference gave a different answer than at start-up")
         return time.perf_counter() - start
@@ -508,7 +505,8 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.pool.acquire(timeout=self.server.config.request_timeout) as model:
             infer_start = time.perf_counter()
             try:
-                probabilities = np.asarray(model.predict(images))
+                # A copy: the model may reuse its output buffer once it is back in the pool.
+                probabilities = np.array(model.predict(images), dtype=np.float32)
             except Keras2EdgeError as exc:
                 raise _HTTPError(HTTPStatus.BAD_REQUEST, str(exc)) from None
             inference = time.perf_counter() - infer_start
@@ -615,6 +613,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_bind(host: str, has_token: bool, insecure: bool) -> None:
+    """Refuse to expose the model beyond this machine without a token or ``--insecure``.
+
+    Raises
+    ------
+    Keras2EdgeError
+        ``host`` is not a loopback address and neither a token nor ``insecure`` is given.
+    """
+    if not (has_token or insecure or is_loopback(host)):
+        raise Keras2EdgeError(
+            f"--host {host} accepts connections from other machines; give --token-file FILE (bearer token) or --insecure"
+        )
+
+
 def read_token(path: Path) -> str:
     """Read a bearer token from ``path`` (surrounding whitespace stripped).
 
@@ -653,14 +665,14 @@ def _port(text: str) -> int:
     return value
 
 
-def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
+def add_subparser(subparsers: Any) -> None:
     """Register ``serve`` with the ``python -m edge_runtime`` command registry."""
     parser = subparsers.add_parser(
         "serve",
         help="serve a model over HTTP",
         description="Serve MODEL over HTTP: POST /v1/predict, GET /healthz, /v1/model, /metrics.",
     )
-    parser.add_argument("model", type=Path, metavar="MODEL", help="artifact directory (manifest.json) or model file")
+    parser.add_argument("model", type=Path, metavar="MODEL", help=".tflite or .onnx artifact (its manifest.json beside it is used)")
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default %(default)s, this machine only)")
     parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help="TCP port, 0 = any free port (default %(default)s)")
     parser.add_argument("--workers", type=_positive_int, default=DEFAULT_WORKERS, help="model instances = parallel inferences")
@@ -669,19 +681,14 @@ def add_subparser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--max-body-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--max-images", type=_positive_int, default=DEFAULT_MAX_IMAGES, help="images per request")
     parser.add_argument("--request-timeout", type=_positive_float, default=DEFAULT_REQUEST_TIMEOUT, help="seconds")
-    parser.add_argument("--backend", default="auto", help="runtime backend (default %(default)s)")
+    parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto", help="inference backend (default %(default)s)")
     parser.add_argument("--threads", type=_positive_int, default=None, help="inference threads per worker")
     parser.set_defaults(func=run)
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Check the security settings, load ``--workers`` models and serve until SIGTERM."""
-    if args.token_file is None and not args.insecure and not is_loopback(args.host):
-        raise Keras2EdgeError(
-            f"--host {args.host} accepts connections from other machines; give --token-file FILE "
-            "(bearer token) or --insecure"
-        )
+    check_bind(args.host, has_token=args.token_file is not None, insecure=args.insecure)
     token = read_token(args.token_file) if args.token_file is not None else None
     config = ServeConfig(
         host=args.host,
