@@ -154,7 +154,7 @@ class ParityReport:
             if a.problems:
                 lines += [f"## {a.name} failed", ""] + [f"- {p}" for p in a.problems] + [""]
                 if a.diagnostics:
-                    lines += ["Per-layer quantisation error (largest first):", "", "```", *a.diagnostics, "```", ""]
+                    lines += ["Per-layer quantisation error (worst layer first):", "", "```", *a.diagnostics, "```", ""]
         return "\n".join(lines)
 
 
