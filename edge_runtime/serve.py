@@ -273,6 +273,9 @@ class InferenceServer(ThreadingHTTPServer):
 
     daemon_threads = False
     block_on_close = True
+    # The stdlib default backlog of 5 makes the kernel reset connections when a burst
+    # of clients arrives between two accept() calls.
+    request_queue_size = 128
 
     def __init__(self, config: ServeConfig, pool: ModelPool, log_stream: IO[str] | None = None) -> None:
         if ":" in config.host:
