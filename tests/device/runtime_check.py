@@ -1,0 +1,134 @@
+"""Runtime checks run on the emulated device, from an installed bundle only.
+
+The repository's runtime tests need TensorFlow-built fixtures (they train and
+convert models in the session), which a device must not have. This script checks
+the same behaviours that matter on a device using only what a bundle ships: the
+artifact, its manifest and the installed keras2edge wheel.
+
+    python runtime_check.py BUNDLE_DIR [BUNDLE_DIR ...]
+
+Checked for each bundle: neither TensorFlow nor keras gets imported; every backend
+installed for the artifact's format agrees with the default one on the embedded
+digits (top-1 identical, max |dp| within the bundle's tolerance); a truncated
+artifact raises ModelLoadError, a tampered one ManifestError; wrong shape, NaN and
+an empty batch raise InputError; an unknown backend raises BackendError; and the
+``python -m edge_runtime predict`` CLI prints one line per input and turns a bad
+input file into one error line with exit status 2. Exit status 1 on any failure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import edge_runtime
+from edge_runtime.errors import BackendError, InputError, Keras2EdgeError, ManifestError, ModelLoadError
+from edge_runtime.selftest import load_samples
+
+NATIVE = {"tflite": ("litert", "tflite_runtime"), "onnx": ("onnxruntime",)}
+MODULES = {"litert": "ai_edge_litert", "tflite_runtime": "tflite_runtime", "onnxruntime": "onnxruntime"}
+
+failures: list[str] = []
+
+
+def check(condition: bool, what: str) -> None:
+    print(f"  {'ok  ' if condition else 'FAIL'} {what}", flush=True)
+    if not condition:
+        failures.append(what)
+
+
+def expect(exc_type: type[BaseException], what: str, fn) -> None:
+    try:
+        fn()
+    except exc_type as exc:
+        check(True, f"{what} -> {exc_type.__name__}: {str(exc)[:90]}")
+    except Exception as exc:  # noqa: BLE001 - a wrong exception type is the failure being reported
+        check(False, f"{what} -> expected {exc_type.__name__}, got {type(exc).__name__}: {exc}")
+    else:
+        check(False, f"{what} -> expected {exc_type.__name__}, nothing raised")
+
+
+def check_bundle(bundle: Path) -> None:
+    info = json.loads((bundle / "bundle.json").read_text())
+    artifact = bundle / info["artifact"]["file"]
+    fmt = info["artifact"]["format"]
+    tolerance = float(info["reference"]["tolerance"])
+    samples = load_samples()
+    print(f"{bundle.name}: {artifact.name} ({fmt})")
+
+    default = edge_runtime.load(artifact)
+    reference = default.predict(samples.images)
+    installed = [b for b in NATIVE[fmt] if importlib.util.find_spec(MODULES[b])]
+    check(default.backend in installed, f"auto picks a native backend ({default.backend}; installed: {installed})")
+    # The NumPy backend reads .onnx only with the onnx package, which bundles do not pin.
+    others = [b for b in installed if b != default.backend] + (["numpy"] if fmt == "tflite" else [])
+    for backend in others:
+        try:
+            probs = edge_runtime.load(artifact, backend=backend).predict(samples.images)
+        except Keras2EdgeError as exc:
+            check(False, f"{backend} runs {artifact.name}: {exc}")
+            continue
+        same = bool(np.array_equal(probs.argmax(1), reference.argmax(1)))
+        diff = float(np.max(np.abs(probs - reference)))
+        check(same and diff <= tolerance, f"{backend} agrees with {default.backend}: top-1 identical={same}, max |dp| {diff:.2g} <= {tolerance:g}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        shutil.copy2(bundle / "manifest.json", work / "manifest.json")
+        data = artifact.read_bytes()
+        expect(ModelLoadError, "truncated artifact (no manifest beside it)", lambda: edge_runtime.load(_alone(work, artifact.name, data[: len(data) // 2])))
+        tampered = bytearray(data)
+        tampered[len(tampered) // 2] ^= 0xFF
+        (work / artifact.name).write_bytes(bytes(tampered))
+        expect(ManifestError, "artifact whose sha256 differs from manifest.json", lambda: edge_runtime.load(work / artifact.name))
+
+    expect(InputError, "wrong input shape (3, 27, 27)", lambda: default.predict(np.zeros((3, 27, 27), np.uint8)))
+    expect(InputError, "NaN in float input", lambda: default.predict(np.full((1, 784), np.nan, np.float32)))
+    expect(InputError, "empty batch", lambda: default.predict(np.zeros((0, 28, 28), np.uint8)))
+    expect(BackendError, "unknown backend name", lambda: edge_runtime.load(artifact, backend="no-such-backend"))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        npy = Path(tmp) / "digits.npy"
+        np.save(npy, samples.images[:3])
+        proc = subprocess.run([sys.executable, "-m", "edge_runtime", "predict", str(artifact), str(npy)],
+                              capture_output=True, text=True, check=False)
+        lines = proc.stdout.strip().splitlines()
+        check(proc.returncode == 0 and len(lines) == 3, f"CLI predict on 3 digits: exit {proc.returncode}, {len(lines)} lines")
+        bad = Path(tmp) / "not-an-image.png"
+        bad.write_bytes(b"not an image")
+        proc = subprocess.run([sys.executable, "-m", "edge_runtime", "predict", str(artifact), str(bad)],
+                              capture_output=True, text=True, check=False)
+        err = proc.stderr.strip().splitlines()
+        check(proc.returncode == 2 and len(err) == 1 and "Traceback" not in proc.stderr,
+              f"CLI predict on a bad file: exit {proc.returncode}, stderr {err[-1:] if err else '(empty)'}")
+
+
+def _alone(directory: Path, name: str, data: bytes) -> Path:
+    """Write ``data`` into a subdirectory without a manifest, so the format check runs."""
+    target = directory / "alone" / name
+    target.parent.mkdir(exist_ok=True)
+    target.write_bytes(data)
+    return target
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print("usage: python runtime_check.py BUNDLE_DIR [BUNDLE_DIR ...]", file=sys.stderr)
+        return 2
+    for bundle in argv:
+        check_bundle(Path(bundle))
+    leaked = [m for m in ("tensorflow", "keras") if m in sys.modules]
+    check(not leaked, f"tensorflow/keras never imported (in sys.modules: {leaked or 'none'})")
+    print(f"{'PASS' if not failures else 'FAIL'}: {len(failures)} failure(s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
