@@ -105,3 +105,29 @@ def test_parity_refuses_a_model_other_than_the_converted_one(small_mlp_artifacts
     assert code == 2
     assert "differs from the model these artifacts were converted from" in err
     assert not (directory / "parity.json").exists()
+
+
+@pytest.mark.slow
+def test_functional_model_with_logit_output_converts_and_passes_parity(mnist, tmp_path):
+    import keras
+
+    from convert import convert_model
+    from train.data import preprocess
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((28, 28, 1), name="image")
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Flatten()(x)
+    logits = keras.layers.Dense(10, name="logits")(x)
+    model = keras.Model(inputs, logits, name="functional_logits")
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(preprocess(mnist.x_train[:6000])[..., None], mnist.y_train[:6000], epochs=1, batch_size=64, verbose=0)
+    path = tmp_path / "logits.keras"
+    model.save(path)
+
+    manifest = convert_model(path, tmp_path / "artifacts", dataset=mnist, calibration_samples=200)
+    assert manifest["output_kind"] == "logits"
+    report = run_parity(tmp_path / "artifacts", dataset=mnist)
+    assert report.failures() == []
+    assert list(report.artifacts) == ALL_NAMES
