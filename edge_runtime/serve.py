@@ -376,33 +376,48 @@ class _Handler(BaseHTTPRequestHandler):
                 body = _json_bytes({"error": "internal server error", "status": 500})
                 self.server.log(event="error", path=path[:200], error=repr(exc), traceback=traceback.format_exc())
             self._respond(status, body, content_type, headers)
-            seconds = time.perf_counter() - start
+            self._record(endpoint, path, int(status), len(body), time.perf_counter() - start)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _dispatch
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Answer protocol errors the stdlib detects (bad request line, unknown method) in JSON too."""
+        self._body_left = self._images = 0
+        self.close_connection = True
+        body = _json_bytes({"error": message or HTTPStatus(code).phrase, "status": code})
+        self._respond(code, body, "application/json", {})
+        self._record("other", urlsplit(getattr(self, "path", "")).path, code, len(body), 0.0)
+
+    def _record(self, endpoint: str, path: str, status: int, bytes_out: int, seconds: float) -> None:
+        """Count the request in the metrics and write its access-log line."""
         method = self.command if self.command in _METHODS else "other"
-        self.server.metrics.observe(endpoint, method, int(status), seconds, self._images)
+        self.server.metrics.observe(endpoint, method, status, seconds, self._images)
         self.server.log(
             event="access",
             remote=self.client_address[0],
-            method=self.command,
+            method=str(self.command)[:20],
             path=path[:200],
-            status=int(status),
-            bytes_out=len(body),
+            status=status,
+            bytes_out=bytes_out,
             images=self._images,
             duration_ms=round(seconds * 1000, 3),
         )
 
-    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _dispatch
-
     def _respond(self, status: int, body: bytes, content_type: str, headers: dict[str, str]) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        self.wfile.flush()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            self.wfile.flush()
+        except OSError as exc:  # the client went away; the request is still counted and logged
+            self.server.log(event="connection_error", remote=self.client_address[0], error=f"{type(exc).__name__}: {exc}")
+            return
         if self._body_left:
             self._linger()
 
@@ -438,9 +453,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _declared_length(self, check_limit: bool = True) -> int:
         raw = self.headers.get("Content-Length")
         if raw is None or not raw.strip().isdigit():
-            if check_limit:
+            if not check_limit:
+                return 0
+            if raw is None:
                 raise _HTTPError(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header with the body size is required")
-            return 0
+            raise _HTTPError(HTTPStatus.BAD_REQUEST, f"Content-Length must be a non-negative integer, not {raw[:40]!r}")
         length = int(raw)
         if check_limit and length > self.server.config.max_body_bytes:
             self._body_left = length
