@@ -1,0 +1,111 @@
+"""NumPy kernels shared by the pure-NumPy TFLite and ONNX executors.
+
+Integer arithmetic follows the TFLite and ONNX quantisation specs: real value =
+``scale * (q - zero_point)``, int8 × int8 products accumulated exactly (in float64,
+which holds every int32 accumulator these models produce exactly and lets BLAS do
+the work), then requantised with one float multiply and round-to-nearest-even, as
+XNNPACK and ONNX Runtime do.
+
+Convolutions are written once, for NHWC input and ``(KH, KW, Cin, Cout)`` filters;
+the ONNX executor transposes NCHW around them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+INT_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255), np.dtype(np.int32): (-(2**31), 2**31 - 1)}
+
+
+def saturate(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Round half-to-even and clip into ``dtype``'s range, then cast."""
+    lo, hi = INT_RANGES[np.dtype(dtype)]
+    return np.clip(np.rint(values), lo, hi).astype(dtype)
+
+
+def per_axis(values: np.ndarray, axis: int, ndim: int) -> np.ndarray:
+    """Reshape a per-channel parameter vector to broadcast along ``axis`` of an ``ndim`` array."""
+    values = np.asarray(values)
+    if values.size == 1:
+        return values.reshape(())
+    shape = [1] * ndim
+    shape[axis] = values.size
+    return values.reshape(shape)
+
+
+def softmax(x: np.ndarray, axis: int = -1, beta: float = 1.0) -> np.ndarray:
+    """Numerically stable softmax in float32."""
+    shifted = (x - x.max(axis=axis, keepdims=True)) * np.float32(beta)
+    e = np.exp(shifted)
+    return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """TFLite/ONNX ``SAME_UPPER`` padding: output ``ceil(size / stride)``, extra pad at the end."""
+    effective = (kernel - 1) * dilation + 1
+    out = -(-size // stride)
+    total = max((out - 1) * stride + effective - size, 0)
+    return total // 2, total - total // 2
+
+
+def _windows(x: np.ndarray, kh: int, kw: int, stride: tuple[int, int], dilation: tuple[int, int]) -> np.ndarray:
+    """Patches of NHWC ``x`` as a view ``(N, OH, OW, C, KH, KW)``."""
+    eh, ew = (kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1
+    view = np.lib.stride_tricks.sliding_window_view(x, (eh, ew), axis=(1, 2))
+    return view[:, :: stride[0], :: stride[1], :, :: dilation[0], :: dilation[1]]
+
+
+def pad_nhwc(x: np.ndarray, pads: tuple[int, int, int, int], value: float = 0) -> np.ndarray:
+    """Pad H and W of an NHWC array by ``(top, bottom, left, right)``."""
+    if not any(pads):
+        return x
+    top, bottom, left, right = pads
+    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+
+
+def conv2d_nhwc(
+    x: np.ndarray,
+    weights: np.ndarray,
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    pad_value: float = 0,
+    dtype: type = np.float32,
+) -> np.ndarray:
+    """2-D convolution (cross-correlation) of NHWC ``x`` with ``(KH, KW, Cin, Cout)`` weights.
+
+    ``dtype`` is the accumulation type: float32 for float models, float64 for exact
+    integer accumulation of (already zero-point-shifted) int8 values.
+    """
+    kh, kw, cin, cout = weights.shape
+    patches = _windows(pad_nhwc(x, pads, pad_value), kh, kw, stride, dilation)
+    n, oh, ow = patches.shape[:3]
+    # (N, OH, OW, C, KH, KW) -> rows of (KH, KW, C) to match the weight layout.
+    cols = np.ascontiguousarray(patches.transpose(0, 1, 2, 4, 5, 3), dtype=dtype).reshape(n * oh * ow, kh * kw * cin)
+    out = cols @ weights.reshape(kh * kw * cin, cout).astype(dtype, copy=False)
+    return out.reshape(n, oh, ow, cout)
+
+
+def max_pool_nhwc(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int]) -> np.ndarray:
+    """Max pooling of NHWC ``x``; padded cells never win."""
+    if any(pads):
+        low = np.finfo(x.dtype).min if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+        x = pad_nhwc(x, pads, low)
+    return _windows(x, kernel[0], kernel[1], stride, (1, 1)).max(axis=(4, 5))
+
+
+def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact integer matrix product of small-integer arrays, as int32.
+
+    float64 represents every partial sum exactly (|sum| < 2**53), so BLAS can be used.
+    """
+    return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int32)
+
+
+def requantize(acc: np.ndarray, multiplier: np.ndarray | float, zero_point: int, dtype: np.dtype) -> np.ndarray:
+    """int32 accumulator -> quantised output: ``saturate(rint(acc * multiplier) + zero_point)``.
+
+    The product is taken in float32, like XNNPACK's and ONNX Runtime's fp32 requantisation.
+    """
+    scaled = acc.astype(np.float32) * np.asarray(multiplier, dtype=np.float32)
+    return saturate(np.rint(scaled) + zero_point, dtype)
