@@ -27,6 +27,7 @@ CSV_FIELDS = ("kind", "subject", "artifact", "format", "precision", "backend", "
               "repeat", "import_ms", "load_ms", "first_inference_ms", "total_ms", "wall_ms", "peak_rss_bytes",
               "rss_source")
 LATENCY_CHART = "latency_vs_batch.png"
+KERAS_LABELS = {"keras_call": "Keras model(x)", "keras_predict": "Keras model.predict(x)"}
 SIZE_CHART = "size_vs_accuracy.png"
 
 
@@ -284,6 +285,7 @@ def render_charts(doc: dict[str, Any]) -> dict[str, bytes]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
     charts: dict[str, bytes] = {}
     recs = _latency_rows(doc, ("edge_runtime", "keras_call", "keras_predict"))
@@ -295,14 +297,16 @@ def render_charts(doc: dict[str, Any]) -> dict[str, bytes]:
         for r in recs:
             if r["subject"] == "edge_runtime" and r["threads"] != t:
                 continue
-            label = (r["artifact"], r["backend"]) if r["subject"] == "edge_runtime" else (r["subject"], "")
+            label = (r["artifact"], r["backend"]) if r["subject"] == "edge_runtime" else (KERAS_LABELS[r["subject"]], "")
             lines.setdefault(label, []).append((r["batch_size"], r["p50_ms"]))
         for (name, backend), pts in sorted(lines.items()):
             pts.sort()
-            style = "--" if name.startswith("keras") else "-"
+            style = "--" if name.startswith("Keras") else "-"
             ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3,
                     label=f"{name} / {backend}" if backend else name)
         ax.set_xscale("log", base=2)
+        ax.set_xticks(doc["config"]["batch_sizes"], labels=[str(b) for b in doc["config"]["batch_sizes"]])
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_yscale("log")
         ax.set_xlabel("batch size")
         ax.set_ylabel("p50 latency per call (ms)")
@@ -314,11 +318,18 @@ def render_charts(doc: dict[str, Any]) -> dict[str, bytes]:
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     pts = [a for a in doc["artifacts"] if a["bytes"] and a["accuracy"] is not None]
+    # Artifacts that coincide (float32 TFLite and ONNX: same size, same accuracy) share one label.
+    groups: dict[tuple[int, float], list[dict[str, Any]]] = {}
     for a in pts:
-        color = "tab:green" if a["gate_passed"] else "tab:red"
-        ax.scatter(a["bytes"] / 1024, a["accuracy"], color=color)
-        ax.annotate(a["name"], (a["bytes"] / 1024, a["accuracy"]), fontsize=7, xytext=(4, 2),
+        groups.setdefault((round(a["bytes"] / 1024 / 20), a["accuracy"]), []).append(a)
+    for members in groups.values():
+        x, y = members[0]["bytes"] / 1024, members[0]["accuracy"]
+        ax.scatter(x, y, color="tab:green" if all(m["gate_passed"] for m in members) else "tab:red")
+        ax.annotate("\n".join(m["name"] for m in members), (x, y), fontsize=7, xytext=(4, 2),
                     textcoords="offset points")
+    if doc.get("keras_accuracy") is not None:
+        ax.axhline(doc["keras_accuracy"], color="tab:blue", linestyle="--", linewidth=1, label="Keras model")
+        ax.legend(fontsize=7)
     ax.set_xlabel("artifact size (KiB)")
     ax.set_ylabel("test accuracy (parity.json)")
     ax.set_title("size vs accuracy (green: within gate)" if pts else "size vs accuracy: no parity.json")

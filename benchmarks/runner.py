@@ -417,7 +417,8 @@ def run_benchmarks(config: BenchConfig, manifest: dict[str, Any], parity: dict[s
         ``cold_start`` (medians), ``ratios``, ``summary`` and ``notes``.
     """
     started = time.perf_counter()
-    notes: list[str] = []
+    notes: list[str] = ["edge_runtime's `tensorflow` backend is not benchmarked: it would load TensorFlow into the "
+                        "benchmark process; Keras is measured in a process of its own instead"]
     if config.quick:
         notes.append("--quick: short timing windows, batch sizes "
                      f"{config.batch_sizes}, threads {config.threads}, one cold start per subject; "
@@ -452,6 +453,7 @@ def run_benchmarks(config: BenchConfig, manifest: dict[str, Any], parity: dict[s
                    "source_model": manifest.get("source_model")},
         "machine": machine,
         "artifacts": artifacts,
+        "keras_accuracy": ((parity or {}).get("keras") or {}).get("accuracy"),
         "records": records,
         "cold_start": cold,
         "ratios": ratios,
