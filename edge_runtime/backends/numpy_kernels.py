@@ -94,12 +94,12 @@ def max_pool_nhwc(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int
     return _windows(x, kernel[0], kernel[1], stride, (1, 1)).max(axis=(4, 5))
 
 
-def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Exact integer matrix product of small-integer arrays, as int32.
+def exact_dtype(depth: int) -> type:
+    """The cheapest float type that accumulates ``depth`` int8 × (u)int8 products exactly.
 
-    float64 represents every partial sum exactly (|sum| < 2**53), so BLAS can be used.
+    float32 is exact while every partial sum stays below 2**24; otherwise float64.
     """
-    return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int32)
+    return np.float32 if depth * 255 * 128 < 2**24 else np.float64
 
 
 def requantize(acc: np.ndarray, multiplier: np.ndarray | float, zero_point: int, dtype: np.dtype) -> np.ndarray:

@@ -87,13 +87,14 @@ def _conv_integer(attrs: dict[str, Any], consts: list[Any]) -> Kernel:
         raise BackendError("ConvInteger with non-constant weights is not supported by the NumPy backend")
     kernel, stride, dilation = _conv_geometry(attrs, w.shape)
     w_zp = consts[3] if len(consts) > 3 and consts[3] is not None else np.zeros(1, w.dtype)
-    shifted = w.astype(np.float64) - K.per_axis(w_zp.astype(np.float64), 0, 4)
+    acc_dtype = K.exact_dtype(int(np.prod(w.shape[1:])))
+    shifted = w.astype(acc_dtype) - K.per_axis(w_zp.astype(acc_dtype), 0, 4)
     hwio = np.ascontiguousarray(shifted.transpose(2, 3, 1, 0))
 
     def conv_integer(x: np.ndarray, _w: np.ndarray, x_zp: np.ndarray | None = None, _w_zp: Any = None) -> np.ndarray:
-        xs = x.astype(np.float64) - (0 if x_zp is None else float(np.asarray(x_zp).ravel()[0]))
+        xs = x.astype(acc_dtype) - (0 if x_zp is None else acc_dtype(np.asarray(x_zp).ravel()[0]))
         pads = _conv_pads(attrs, x.shape, kernel, stride, dilation)
-        y = K.conv2d_nhwc(xs.transpose(0, 2, 3, 1), hwio, stride, dilation, pads, dtype=np.float64)
+        y = K.conv2d_nhwc(xs.transpose(0, 2, 3, 1), hwio, stride, dilation, pads, dtype=acc_dtype)
         return np.ascontiguousarray(y.transpose(0, 3, 1, 2)).astype(np.int32)
 
     return conv_integer

@@ -227,13 +227,14 @@ def _conv_2d(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> Kernel:
         return conv_float
     if x_t.dtype == np.float32 and w_t.dtype == np.int8:
         w_scale = w_t.scale.astype(np.float32)
-        wq = filters.astype(np.float64)
+        acc_dtype = K.exact_dtype(kh * kw * cin)
+        wq = filters.astype(acc_dtype)
         fbias = None if bias is None else bias.astype(np.float32)
         act = _float_activation(activation)
 
         def conv_hybrid(x: np.ndarray, *_: Any) -> np.ndarray:
             q, scale = _dynamic_quantize_rows(x.reshape(len(x), -1))
-            y = K.conv2d_nhwc(q.reshape(x.shape), wq, stride, dilation, pads(x), dtype=np.float64)
+            y = K.conv2d_nhwc(q.reshape(x.shape), wq, stride, dilation, pads(x), dtype=acc_dtype)
             y = y.astype(np.float32) * (scale.reshape(-1, 1, 1, 1) * w_scale)
             if fbias is not None:
                 y += fbias
@@ -243,13 +244,14 @@ def _conv_2d(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> Kernel:
     if x_t.dtype == np.int8 and w_t.dtype == np.int8:
         in_scale, in_zp = x_t.qparams()
         out_scale, _ = out.qparams()
-        wq = filters.astype(np.float64)
+        acc_dtype = K.exact_dtype(kh * kw * cin)
+        wq = filters.astype(acc_dtype)
         ibias = None if bias is None else bias.astype(np.float64)
         requant = _requantizer(in_scale * w_t.scale.astype(np.float64) / out_scale, out, activation)
 
         def conv_int8(x: np.ndarray, *_: Any) -> np.ndarray:
             # Shift by the zero point first, so padding with 0 pads with real zero.
-            acc = K.conv2d_nhwc(x.astype(np.float64) - in_zp, wq, stride, dilation, pads(x), dtype=np.float64)
+            acc = K.conv2d_nhwc(x.astype(acc_dtype) - in_zp, wq, stride, dilation, pads(x), dtype=acc_dtype).astype(np.float64)
             if ibias is not None:
                 acc += ibias
             return requant(acc)
