@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 
 
@@ -32,8 +33,9 @@ def quiet_libraries() -> None:
 def captured_output() -> Iterator[None]:
     """Send everything written to stdout/stderr inside the block to a temporary file.
 
-    On an exception the captured text is written back to stderr before the exception
-    propagates.
+    Python warnings raised inside the block (deprecation notices of the converters)
+    are dropped too. On an exception the captured text is written back to stderr
+    before the exception propagates.
     """
     sys.stdout.flush()
     sys.stderr.flush()
@@ -43,7 +45,8 @@ def captured_output() -> Iterator[None]:
             os.dup2(sink.fileno(), 1)
             os.dup2(sink.fileno(), 2)
             try:
-                with contextlib.redirect_stdout(sys.stderr):
+                with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
                     yield
             finally:
                 sys.stdout.flush()

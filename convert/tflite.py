@@ -8,7 +8,6 @@ input/output scale and zero point are read back by :mod:`convert.validate`.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from convert._quiet import captured_output
@@ -61,8 +60,5 @@ def convert_tflite(model: Any, kind: ArtifactKind, calibration: CalibrationData 
         The ``.tflite`` file content.
     """
     converter = make_converter(model, kind, calibration)
-    with captured_output(), warnings.catch_warnings():
-        # int8 I/O makes the converter warn that no input statistics were given; the
-        # representative data provides them, so the warning is noise.
-        warnings.filterwarnings("ignore", message="Statistics for quantized inputs", category=UserWarning)
+    with captured_output():
         return bytes(converter.convert())
