@@ -20,7 +20,6 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 SUBJECTS = ("edge_runtime", "litert", "tflite_runtime", "onnxruntime", "keras")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -76,8 +77,6 @@ class BenchConfig:
         if quick:
             return cls(artifact_dir, list(batch_sizes or QUICK_BATCH_SIZES), list(threads or [1]), True, keras_model,
                        QUICK_POLICY, TimingPolicy(warmup_runs=1, min_runs=3, min_seconds=0.0, max_seconds=1.0), 1)
-        import os
-
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         default_threads = sorted({1, cores})
         return cls(artifact_dir, list(batch_sizes or DEFAULT_BATCH_SIZES), list(threads or default_threads), False,
