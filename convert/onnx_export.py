@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from convert._quiet import captured_output
-from convert.source import SourceModel
+from convert.source import SourceModel, output_layer
 
 OPSET = 17
 
@@ -52,7 +52,6 @@ def export_onnx(source: SourceModel, opset: int = OPSET) -> bytes:
     function = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     with captured_output():
         proto, _ = tf2onnx.convert.from_function(function, input_signature=[spec], opset=opset)
-    output_name = model.outputs[0]._keras_history[0].name if hasattr(model.outputs[0], "_keras_history") else "output"
-    _rename_output(proto.graph, proto.graph.output[0].name, output_name)
+    _rename_output(proto.graph, proto.graph.output[0].name, str(output_layer(model).name))
     proto.producer_name = "keras2edge (tf2onnx)"
     return proto.SerializeToString()

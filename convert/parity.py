@@ -19,7 +19,7 @@ import numpy as np
 
 from convert.manifest import read_manifest
 from edge_runtime.atomic import write_json, write_text
-from edge_runtime.errors import Keras2EdgeError, ManifestError
+from edge_runtime.errors import DataError, ManifestError
 from train.data import Dataset, load_dataset
 
 PARITY_SCHEMA_VERSION = 1
@@ -278,7 +278,7 @@ def run_parity(
     manifest = read_manifest(directory)
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     if data.image_shape != tuple(manifest["preprocessing"]["image_shape"]):
-        raise Keras2EdgeError(
+        raise DataError(
             f"test images are {data.image_shape[0]}×{data.image_shape[1]} but the artifacts expect "
             f"{'×'.join(map(str, manifest['preprocessing']['image_shape']))}"
         )

@@ -66,16 +66,21 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def output_layer(model: Any) -> Any:
+    """The layer that produces the model's (only) output, Sequential or Functional."""
+    history = getattr(model.outputs[0], "_keras_history", None)
+    return history[0] if history is not None else model.layers[-1]
+
+
 def _last_activation_is_softmax(model: Any) -> bool:
     """True when the layer producing the model's output applies softmax.
 
     Covers ``Dense(..., activation="softmax")``, ``Activation("softmax")`` and a
-    ``Softmax`` layer, for Sequential and Functional models alike.
+    ``Softmax`` layer.
     """
     import keras
 
-    history = getattr(model.outputs[0], "_keras_history", None)
-    layer = history[0] if history is not None else model.layers[-1]
+    layer = output_layer(model)
     if isinstance(layer, keras.layers.Softmax):
         return True
     activation = getattr(layer, "activation", None)
