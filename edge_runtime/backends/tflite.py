@@ -9,7 +9,11 @@ another batch size (a hard-coded reshape) does it fall back to one invoke per sa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from importlib import import_module
 from typing import Any
 
@@ -29,6 +33,28 @@ MODULES = {
 def interpreter_class(name: str) -> Callable[..., Any]:
     """Import the ``Interpreter`` class of backend ``name``; ImportError if absent."""
     return import_module(MODULES[name][0]).Interpreter
+
+
+# LiteRT announces its CPU delegate on file descriptor 2 on every load; a CLI whose
+# errors are one line cannot have that line in front of them.
+_DELEGATE_NOTICE = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+
+
+@contextlib.contextmanager
+def _native_stderr(messages: list[str]) -> Iterator[None]:
+    """Capture what native code writes to fd 2 into ``messages`` (minus the delegate notice)."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace")
+            messages.extend(line for line in text.splitlines() if line.strip() and line.strip() != _DELEGATE_NOTICE)
 
 
 def _spec(detail: dict[str, Any]) -> TensorSpec:
@@ -56,11 +82,16 @@ class TFLiteBackend(Backend):
         interpreter = interpreter_class(name)
         self.name = name
         self.threads = threads
+        messages: list[str] = []
         try:
-            self._interp = interpreter(model_content=data, num_threads=threads)
-            self._interp.allocate_tensors()
+            with _native_stderr(messages):
+                self._interp = interpreter(model_content=data, num_threads=threads)
+                self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise ModelLoadError(f"{name} cannot load this TFLite model: {' '.join(str(exc).split())}") from None
+            detail = " ".join(str(exc).split()) or "; ".join(messages)
+            raise ModelLoadError(f"{name} cannot load this TFLite model: {detail}") from None
+        if messages:
+            print("\n".join(messages), file=sys.stderr)
         in_details = self._interp.get_input_details()
         out_details = self._interp.get_output_details()
         if len(in_details) != 1 or len(out_details) != 1:
