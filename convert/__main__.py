@@ -59,7 +59,8 @@ def convert_main(argv: Sequence[str]) -> int:
         force=args.force,
         progress=lambda line: print(line, flush=True),
     )
-    print(f"wrote {len(manifest['artifacts'])} artifacts and manifest.json to {args.out}")
+    count = len(manifest["artifacts"])
+    print(f"wrote {count} artifact{'s' if count != 1 else ''} and manifest.json to {args.out}")
     return 0
 
 
