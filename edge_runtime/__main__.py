@@ -35,7 +35,7 @@ from edge_runtime.images import IMAGE_SUFFIXES, load_image
 PROG = "python -m edge_runtime"
 
 # Modules adding one subcommand each through add_subparser(subparsers); see the module docstring.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("edge_runtime.bundle", "edge_runtime.selftest")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("edge_runtime.bundle", "edge_runtime.selftest", "edge_runtime.serve")
 
 
 def _positive_int(text: str) -> int:

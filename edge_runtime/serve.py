@@ -36,10 +36,12 @@ import contextlib
 import hmac
 import ipaddress
 import json
+import os
 import queue
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -56,6 +58,7 @@ import numpy as np
 
 from edge_runtime.backends import BACKEND_NAMES
 from edge_runtime.errors import Keras2EdgeError
+from edge_runtime.images import load_image
 from edge_runtime.selftest import load_samples
 
 DEFAULT_HOST = "127.0.0.1"
@@ -498,7 +501,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Turn the request body into one batch ``(N, H, W)`` for a single predict call."""
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if content_type in _IMAGE_TYPES:
-            return _decode_image(body, "body")[np.newaxis]
+            return self._decode_image(body, "body")[np.newaxis]
         if content_type != "application/json":
             raise _HTTPError(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
@@ -514,8 +517,26 @@ class _Handler(BaseHTTPRequestHandler):
         items = document[keys[0]]
         self._count_images(len(items))
         if keys[0] == "images_b64":
-            return np.stack([_decode_image(_b64(item, i), f"images_b64[{i}]") for i, item in enumerate(items)])
+            return np.stack([self._decode_image(_b64(item, i), f"images_b64[{i}]") for i, item in enumerate(items)])
         return _pixel_array(items)
+
+    def _decode_image(self, data: bytes, where: str) -> np.ndarray:
+        """PNG/JPEG bytes -> model-sized uint8 image, through the runtime's one image reader.
+
+        ``images.load_image`` reads only paths, so the bytes go through a private
+        temporary file whose name the server chooses and which is removed at once.
+        """
+        shape = tuple(self.server.pool.first.preprocessing.image_shape)
+        fd, name = tempfile.mkstemp(prefix="keras2edge-serve-")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+            return load_image(name, shape)
+        except Keras2EdgeError as exc:
+            message = str(exc).replace(name, where) if name in str(exc) else f"{where}: {exc}"
+            raise _HTTPError(HTTPStatus.BAD_REQUEST, message) from None
+        finally:
+            os.unlink(name)
 
     # -------------------------------------------------------------------- endpoints
 
@@ -583,14 +604,6 @@ def _b64(item: object, index: int) -> bytes:
         raise _HTTPError(HTTPStatus.BAD_REQUEST, f"images_b64[{index}] is not valid base64: {exc}") from None
 
 
-def _decode_image(data: bytes, where: str) -> np.ndarray:
-    """PNG/JPEG bytes -> model-sized uint8 image, via the runtime's one image decoder."""
-    from edge_runtime.images import load_image
-
-    try:
-        return load_image(data)
-    except Keras2EdgeError as exc:
-        raise _HTTPError(HTTPStatus.BAD_REQUEST, f"{where}: {exc}") from None
 
 
 def _pixel_array(items: list[Any]) -> np.ndarray:
