@@ -15,7 +15,7 @@ QEMU user-mode emulation (qemu-user-static + binfmt_misc). This script
    runs ``./run.sh install`` (a venv + the bundled wheel + pinned requirements
    from PyPI), ``./run.sh check`` (the self-test) per backend,
    ``tests/device/runtime_check.py`` (runtime behaviour that needs no
-   TensorFlow) and, on arm64, ``python -m benchmarks --quick``;
+   TensorFlow) and ``python -m benchmarks --quick``;
 4. prints a table (arch, backend, artifact, check, self-test accuracy, result)
    and exits 1 if anything failed, 2 if the emulator could not be set up.
 
@@ -62,15 +62,22 @@ class Arch:
     qemu: str
     cpu: str
     packages: tuple[str, ...]
+    bench_install: str
 
 
 # QEMU_CPU: cortex-a72 is the Pi 4's core; the default aarch64 model makes OpenBLAS
 # report false divide-by-zero warnings and runs about twice as slowly. qemu-arm 7.2
 # has no 32-bit cortex-a72 model, so armhf uses cortex-a15 (ARMv7-A, NEON, VFPv4).
+# The benchmark's own dependencies (psutil, matplotlib) come from PyPI wheels on arm64;
+# PyPI has no armv7l wheels of them, so on armhf they are Debian packages, seen
+# through the bundle's --system-site-packages venv, as a Pi user would install them.
 ARCHES = {
-    "arm64": Arch("arm64", "arm64", "aarch64", "cortex-a72", ("python3", "python3-venv", "python3-pip", "ca-certificates")),
+    "arm64": Arch("arm64", "arm64", "aarch64", "cortex-a72", ("python3", "python3-venv", "python3-pip", "ca-certificates"),
+                  bench_install='pip install "$(ls keras2edge-*.whl)[bench]"'),
     "armhf": Arch("armhf", "armv7l", "arm", "cortex-a15",
-                  ("python3", "python3-venv", "python3-pip", "ca-certificates", "python3-numpy")),
+                  ("python3", "python3-venv", "python3-pip", "ca-certificates", "python3-numpy",
+                   "python3-psutil", "python3-matplotlib"),
+                  bench_install='python -c "import psutil, matplotlib; print(psutil.__version__, matplotlib.__version__)"'),
 }
 
 
@@ -215,8 +222,7 @@ def in_chroot(root: Path, arch: Arch, script: str, timeout: int = STEP_TIMEOUT) 
     except subprocess.TimeoutExpired as exc:
         return 124, str(exc.stdout or ""), f"timed out after {timeout} s", time.monotonic() - started
     seconds = time.monotonic() - started
-    tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-    for line in tail.splitlines():
+    for line in (proc.stdout + proc.stderr).strip().splitlines():
         print(f"    {line}", flush=True)
     return proc.returncode, proc.stdout, proc.stderr, seconds
 
@@ -258,7 +264,7 @@ def step_row(root: Path, arch: Arch, check: str, script: str, backend: str = "-"
     return Row(arch.debian, backend, artifact, check, "-", rc == 0, seconds, last if rc else "")
 
 
-def run_arch(root: Path, arch: Arch, bundles: dict[str, tuple[Path, str]], with_benchmarks: bool) -> list[Row]:
+def run_arch(root: Path, arch: Arch, bundles: dict[str, tuple[Path, str]]) -> list[Row]:
     """Everything a Pi user does with the bundles for ``arch``, inside its rootfs."""
     home = root / "home" / USER
     work = home / "k2e"
@@ -289,12 +295,11 @@ def run_arch(root: Path, arch: Arch, bundles: dict[str, tuple[Path, str]], with_
     dirs = " ".join(names)
     rows.append(step_row(root, arch, "runtime_check.py (errors, backend agreement, CLI)",
                          f"{venv}/bin/python runtime_check.py {dirs}", backend="all installed"))
-    if with_benchmarks:
-        rows.append(step_row(root, arch, "pip install keras2edge[bench]",
-                             f"cd {first} && {venv}/bin/pip install \"$(ls keras2edge-*.whl)[bench]\""))
-        rows.append(step_row(root, arch, "python -m benchmarks --quick (ran under emulation)",
-                             f"{venv}/bin/python -m benchmarks {first} --out bench --quick", backend="all installed",
-                             artifact=bundles[first][1]))
+    rows.append(step_row(root, arch, f"benchmark deps: {arch.bench_install.split(';')[0][:40]}",
+                         f"cd {first} && . {venv}/bin/activate && {arch.bench_install}"))
+    rows.append(step_row(root, arch, "python -m benchmarks --quick (ran under emulation)",
+                         f"{venv}/bin/python -m benchmarks {first} --out bench --quick", backend="all installed",
+                         artifact=bundles[first][1]))
     return rows
 
 
@@ -347,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
                     out = work / f"pi-{arch.target}-{artifact}"
                     bundles[out.name] = (make_bundle(args.python, artifacts, artifact, arch.target, out), artifact)
                 with mounted(root):
-                    rows.extend(run_arch(root, arch, bundles, with_benchmarks=arch.debian == "arm64"))
+                    rows.extend(run_arch(root, arch, bundles))
     except (SetupError, subprocess.TimeoutExpired) as exc:
         print_table(rows)
         print(f"\ndevice checks could not run: {exc}", file=sys.stderr)

@@ -10,7 +10,8 @@ artifact, its manifest and the installed keras2edge wheel.
 Checked for each bundle: neither TensorFlow nor keras gets imported; every backend
 installed for the artifact's format agrees with the default one on the embedded
 digits (top-1 identical, max |dp| within the bundle's tolerance); a truncated
-artifact raises ModelLoadError, a tampered one ManifestError; wrong shape, NaN and
+artifact raises ModelLoadError on every backend (each load in a child process, so a
+native crash is reported rather than fatal), a tampered one ManifestError; wrong shape, NaN and
 an empty batch raise InputError; an unknown backend raises BackendError; and the
 ``python -m edge_runtime predict`` CLI prints one line per input and turns a bad
 input file into one error line with exit status 2. Exit status 1 on any failure.
@@ -29,13 +30,22 @@ from pathlib import Path
 import numpy as np
 
 import edge_runtime
-from edge_runtime.errors import BackendError, InputError, Keras2EdgeError, ManifestError, ModelLoadError
+from edge_runtime.errors import BackendError, InputError, Keras2EdgeError, ManifestError
 from edge_runtime.selftest import load_samples
 
 NATIVE = {"tflite": ("litert", "tflite_runtime"), "onnx": ("onnxruntime",)}
 MODULES = {"litert": "ai_edge_litert", "tflite_runtime": "tflite_runtime", "onnxruntime": "onnxruntime"}
 
 failures: list[str] = []
+
+_LOAD_CHILD = """
+import sys, edge_runtime
+try:
+    edge_runtime.load(sys.argv[1], backend=sys.argv[2])
+    print("loaded without error")
+except Exception as exc:
+    print(f"{type(exc).__name__}: {exc}")
+"""
 
 
 def check(condition: bool, what: str) -> None:
@@ -83,7 +93,15 @@ def check_bundle(bundle: Path) -> None:
         work = Path(tmp)
         shutil.copy2(bundle / "manifest.json", work / "manifest.json")
         data = artifact.read_bytes()
-        expect(ModelLoadError, "truncated artifact (no manifest beside it)", lambda: edge_runtime.load(_alone(work, artifact.name, data[: len(data) // 2])))
+        truncated = _alone(work, artifact.name, data[: len(data) // 2])
+        for backend in ["auto"] + others:
+            # In a child process: a native interpreter that crashes on bad bytes must
+            # show up as a failed check, not end this script.
+            proc = subprocess.run(
+                [sys.executable, "-c", _LOAD_CHILD, str(truncated), backend], capture_output=True, text=True, check=False
+            )
+            outcome = proc.stdout.strip() or f"process died with exit status {proc.returncode}"
+            check(outcome.startswith("ModelLoadError"), f"truncated artifact, backend {backend} -> {outcome[:110]}")
         tampered = bytearray(data)
         tampered[len(tampered) // 2] ^= 0xFF
         (work / artifact.name).write_bytes(bytes(tampered))
@@ -105,9 +123,11 @@ def check_bundle(bundle: Path) -> None:
         bad.write_bytes(b"not an image")
         proc = subprocess.run([sys.executable, "-m", "edge_runtime", "predict", str(artifact), str(bad)],
                               capture_output=True, text=True, check=False)
+        # Native runtimes may log their own INFO lines; the error must be one line, last.
         err = proc.stderr.strip().splitlines()
-        check(proc.returncode == 2 and len(err) == 1 and "Traceback" not in proc.stderr,
-              f"CLI predict on a bad file: exit {proc.returncode}, stderr {err[-1:] if err else '(empty)'}")
+        check(proc.returncode == 2 and bool(err) and err[-1].startswith("python -m edge_runtime: error: ")
+              and "Traceback" not in proc.stderr,
+              f"CLI predict on a bad file: exit {proc.returncode}, stderr ends {err[-1:] if err else '(empty)'}")
 
 
 def _alone(directory: Path, name: str, data: bytes) -> Path:
