@@ -53,7 +53,8 @@ def _convert_kind(
     if not prepared.exists():
         preprocess_for_quantization(float_path, prepared)
     if kind is ArtifactKind.ONNX_INT8_STATIC:
-        assert calibration is not None
+        if calibration is None:
+            raise ValueError("static int8 quantisation needs calibration data")
         quantize_static_qdq(prepared, target, calibration, source.input_name)
     else:
         quantize_dynamic_int8(prepared, target)
