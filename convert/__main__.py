@@ -37,8 +37,8 @@ def build_convert_parser() -> argparse.ArgumentParser:
         default="all",
         help=f"comma-separated artifacts to write (default all): {', '.join(k.artifact_name for k in ALL_KINDS)}",
     )
-    parser.add_argument("--calibration-samples", type=int, default=500, help="training images used for int8 calibration")
-    parser.add_argument("--seed", type=int, default=0, help="seed choosing the calibration images")
+    parser.add_argument("--calibration-samples", type=int, default=500, help="training images used for int8 calibration (default 500)")
+    parser.add_argument("--seed", type=int, default=0, help="seed choosing the calibration images (default 0)")
     parser.add_argument("--force", action="store_true", help="replace --out if it already exists")
     return parser
 
