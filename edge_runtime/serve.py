@@ -497,11 +497,11 @@ class _Handler(BaseHTTPRequestHandler):
                 f"{n} images in one request; the limit is {self.server.config.max_images} (--max-images)",
             )
 
-    def _parse_images(self, body: bytes) -> np.ndarray:
+    def _parse_images(self, body: bytes, model: Any) -> np.ndarray:
         """Turn the request body into one batch ``(N, H, W)`` for a single predict call."""
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if content_type in _IMAGE_TYPES:
-            return self._decode_image(body, "body")[np.newaxis]
+            return _decode_image(body, "body", model.preprocessing.image_shape)[np.newaxis]
         if content_type != "application/json":
             raise _HTTPError(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
@@ -517,33 +517,19 @@ class _Handler(BaseHTTPRequestHandler):
         items = document[keys[0]]
         self._count_images(len(items))
         if keys[0] == "images_b64":
-            return np.stack([self._decode_image(_b64(item, i), f"images_b64[{i}]") for i, item in enumerate(items)])
+            shape = model.preprocessing.image_shape
+            return np.stack([_decode_image(_b64(item, i), f"images_b64[{i}]", shape) for i, item in enumerate(items)])
         return _pixel_array(items)
-
-    def _decode_image(self, data: bytes, where: str) -> np.ndarray:
-        """PNG/JPEG bytes -> model-sized uint8 image, through the runtime's one image reader.
-
-        ``images.load_image`` reads only paths, so the bytes go through a private
-        temporary file whose name the server chooses and which is removed at once.
-        """
-        shape = tuple(self.server.pool.first.preprocessing.image_shape)
-        fd, name = tempfile.mkstemp(prefix="keras2edge-serve-")
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-            return load_image(name, shape)
-        except Keras2EdgeError as exc:
-            message = str(exc).replace(name, where) if name in str(exc) else f"{where}: {exc}"
-            raise _HTTPError(HTTPStatus.BAD_REQUEST, message) from None
-        finally:
-            os.unlink(name)
 
     # -------------------------------------------------------------------- endpoints
 
     def _v1_predict(self) -> tuple[bytes, str]:
         start = time.perf_counter()
-        images = self._parse_images(self._read_body())
+        body = self._read_body()  # before taking a worker: a slow client must not hold one
         with self.server.pool.acquire(timeout=self.server.config.request_timeout) as model:
+            # Decoding is CPU- and memory-heavy (a photo is megapixels), so it is bounded
+            # by the worker pool like inference is: at most --workers images at a time.
+            images = self._parse_images(body, model)
             infer_start = time.perf_counter()
             try:
                 # A copy: the model may reuse its output buffer once it is back in the pool.
@@ -604,6 +590,24 @@ def _b64(item: object, index: int) -> bytes:
         raise _HTTPError(HTTPStatus.BAD_REQUEST, f"images_b64[{index}] is not valid base64: {exc}") from None
 
 
+
+
+def _decode_image(data: bytes, where: str, shape: tuple[int, int]) -> np.ndarray:
+    """PNG/JPEG bytes -> model-sized uint8 image, through the runtime's one image reader.
+
+    ``images.load_image`` reads only paths, so the bytes go through a private
+    temporary file whose name the server chooses and which is removed at once.
+    """
+    fd, name = tempfile.mkstemp(prefix="keras2edge-serve-")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        return load_image(name, tuple(shape))
+    except Keras2EdgeError as exc:
+        message = str(exc).replace(name, where) if name in str(exc) else f"{where}: {exc}"
+        raise _HTTPError(HTTPStatus.BAD_REQUEST, message) from None
+    finally:
+        os.unlink(name)
 
 
 def _pixel_array(items: list[Any]) -> np.ndarray:

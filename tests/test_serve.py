@@ -256,9 +256,20 @@ def test_malformed_json_predict_is_400_with_json_error(served, body, fragment):
     assert fragment in error["error"]
 
 
-def test_png_body_that_is_not_an_image_is_400(served):
+def test_png_body_that_is_not_an_image_is_400_without_server_paths(served):
     server, _ = served
-    assert_json_error(call(server, "POST", "/v1/predict", b"\x89PNG garbage", {"Content-Type": "image/png"}), 400)
+    error = assert_json_error(call(server, "POST", "/v1/predict", b"\x89PNG garbage", {"Content-Type": "image/png"}), 400)
+    assert error["error"].startswith("body: ") and tempfile.gettempdir() not in error["error"]
+
+
+def test_decoded_images_leave_no_temporary_files(served, mnist):
+    server, _ = served
+    leftovers = lambda: sorted(Path(tempfile.gettempdir()).glob("keras2edge-serve-*"))  # noqa: E731
+    before = leftovers()
+    call(server, "POST", "/v1/predict", encode(mnist.x_test[0]), {"Content-Type": "image/png"})
+    call(server, "POST", "/v1/predict", b"not an image", {"Content-Type": "image/jpeg"})
+    post_json(server, {"images_b64": [base64.b64encode(encode(mnist.x_test[1])).decode(), "bm90IGFuIGltYWdl"]})
+    assert leftovers() == before
 
 
 def test_unsupported_content_type_is_415(served):
