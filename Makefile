@@ -20,6 +20,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m train --out $(OUT)/model --verbose 2 --force
 	$(PY) -m convert $(OUT)/model/model.keras --out $(OUT)/artifacts --force
+	$(PY) -m convert parity $(OUT)/artifacts
 	$(PY) -m benchmarks $(OUT)/artifacts --out $(OUT)/report --force
 
 test: $(STAMP)
