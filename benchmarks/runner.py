@@ -64,7 +64,9 @@ class BenchConfig:
     policy: TimingPolicy = DEFAULT_POLICY
     keras_predict_policy: TimingPolicy = field(
         default_factory=lambda: TimingPolicy(warmup_runs=2, min_runs=10, min_seconds=0.5, max_seconds=5.0))
-    cold_repeats: int = 3
+    # Cold starts vary by tens of percent on a busy machine; the median of 7 alternated
+    # runs is far steadier than one or three.
+    cold_repeats: int = 7
 
     @classmethod
     def for_mode(cls, artifact_dir: Path, batch_sizes: Sequence[int] | None, threads: Sequence[int] | None,
