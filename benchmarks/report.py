@@ -132,7 +132,7 @@ def _artifacts(doc: dict[str, Any]) -> list[str]:
             for a in doc["artifacts"]]
     return ["## Artifacts", "", "Size from the manifest; accuracy and top-1 agreement with Keras from `parity.json`.", "",
             _table(["artifact", "format", "precision", "quantization", "KiB", "accuracy", "Δ vs Keras",
-                    "agreement", "within gate"], rows)]
+                    "agreement", "within gate"], rows), "", f"![size vs accuracy]({SIZE_CHART})"]
 
 
 def _latency_rows(doc: dict[str, Any], subjects: Sequence[str]) -> list[dict[str, Any]]:
@@ -253,8 +253,6 @@ def render_markdown(doc: dict[str, Any], other: dict[str, Any] | None = None, ot
         lines = section(doc)
         if lines:
             out += lines + [""]
-    if doc["artifacts"]:
-        out += [f"![size vs accuracy]({SIZE_CHART})", ""]
     if other is not None:
         out += _compare(doc, other, other_name) + [""]
     return "\n".join(out)

@@ -399,6 +399,23 @@ def summarize_run(records: list[dict[str, Any]], artifacts: list[dict[str, Any]]
     }
 
 
+def _busy_note(machine: dict[str, Any]) -> str | None:
+    """A warning when other work competed for the CPU or the SoC throttled during the run."""
+    cores = machine.get("usable_cores") or 1
+    loads = [state["load_average"][0] for state in (machine["state"], machine["state_after"])
+             if state.get("load_average")]
+    problems = []
+    if loads and max(loads) > cores:
+        problems.append(f"the 1-minute load average reached {max(loads):.1f} on {cores} usable cores")
+    flags = machine["state_after"].get("throttled_flags")
+    if flags:
+        problems.append("the Raspberry Pi reported " + ", ".join(flags))
+    if not problems:
+        return None
+    return ("machine was not idle: " + "; ".join(problems) + ". Absolute latencies are pessimistic; the "
+            "edge_runtime / hand-written ratios were measured alternately and stay comparable")
+
+
 def run_benchmarks(config: BenchConfig, manifest: dict[str, Any], parity: dict[str, Any] | None) -> dict[str, Any]:
     """Measure everything ``config`` asks for and return the ``results.json`` document.
 
@@ -438,6 +455,9 @@ def run_benchmarks(config: BenchConfig, manifest: dict[str, Any], parity: dict[s
         records += measure_cold_start(config, manifest, images_path, notes)
         records += measure_keras(config, manifest, images_path, notes)
     machine["state_after"] = thermal_state()
+    busy = _busy_note(machine)
+    if busy:
+        notes.append(busy)
     artifacts = artifact_summaries(manifest, parity)
     ratios = runtime_ratios(records)
     cold = cold_start_summary(records)

@@ -260,3 +260,12 @@ def test_cold_start_child_reports_its_own_peak_rss_not_the_parents(bench_artifac
                                      "images": str(images), "preprocessing": manifest["preprocessing"]})
     assert 0 < result["peak_rss_bytes"] < ballast.nbytes
     assert result["total_ms"] == pytest.approx(result["import_ms"] + result["load_ms"] + result["first_inference_ms"])
+
+
+def test_busy_or_throttled_machine_is_flagged_in_the_notes():
+    idle = {"usable_cores": 4, "state": {"load_average": [0.5, 0.4, 0.3]},
+            "state_after": {"load_average": [1.0, 0.5, 0.3], "throttled_flags": []}}
+    assert runner._busy_note(idle) is None
+    busy = {**idle, "state_after": {"load_average": [6.5, 2.0, 1.0], "throttled_flags": ["throttled now"]}}
+    note = runner._busy_note(busy)
+    assert "6.5 on 4 usable cores" in note and "throttled now" in note
