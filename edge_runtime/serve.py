@@ -226,7 +226,7 @@ class Metrics:
                     f'keras2edge_http_requests_total{{endpoint="{endpoint}",method="{method}",status="{status}"}} {n}'
                 )
             lines += [
-                "# HELP keras2edge_http_request_duration_seconds Time from request line to response sent.",
+                "# HELP keras2edge_http_request_duration_seconds Time from parsed request to response ready.",
                 "# TYPE keras2edge_http_request_duration_seconds histogram",
             ]
             for endpoint in sorted(self._buckets):
@@ -378,8 +378,10 @@ class _Handler(BaseHTTPRequestHandler):
                 status = HTTPStatus.INTERNAL_SERVER_ERROR
                 body = _json_bytes({"error": "internal server error", "status": 500})
                 self.server.log(event="error", path=path[:200], error=repr(exc), traceback=traceback.format_exc())
-            self._respond(status, body, content_type, headers)
+            # Counted and logged before it is sent, so a client that has its answer
+            # already finds it in /metrics and in the log.
             self._record(endpoint, path, int(status), len(body), time.perf_counter() - start)
+        self._respond(status, body, content_type, headers)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _dispatch
 
@@ -388,8 +390,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._body_left = self._images = 0
         self.close_connection = True
         body = _json_bytes({"error": message or HTTPStatus(code).phrase, "status": code})
-        self._respond(code, body, "application/json", {})
         self._record("other", urlsplit(getattr(self, "path", "")).path, code, len(body), 0.0)
+        self._respond(code, body, "application/json", {})
 
     def _record(self, endpoint: str, path: str, status: int, bytes_out: int, seconds: float) -> None:
         """Count the request in the metrics and write its access-log line."""
@@ -418,7 +420,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self.command != "HEAD":
                 self.wfile.write(body)
             self.wfile.flush()
-        except OSError as exc:  # the client went away; the request is still counted and logged
+        except OSError as exc:  # the client went away (the request is already counted and logged)
             self.server.log(event="connection_error", remote=self.client_address[0], error=f"{type(exc).__name__}: {exc}")
             return
         if self._body_left:
