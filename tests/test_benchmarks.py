@@ -237,15 +237,18 @@ def test_keras_baseline_is_skipped_with_a_note_when_tensorflow_is_missing(monkey
     assert notes == ["TensorFlow not installed: Keras baseline skipped"]
 
 
-def test_hand_written_loop_classifies_like_edge_runtime(bench_artifacts, mnist):
+@pytest.mark.parametrize("fixture", ["bench_artifacts", "small_cnn_artifacts"])
+def test_hand_written_loop_classifies_like_edge_runtime(request, fixture, mnist):
+    """The ratio only means something if both loops do the same work (flat MLP and NHWC CNN input)."""
     import edge_runtime
 
-    manifest = runner.load_manifest(bench_artifacts)
+    directory = request.getfixturevalue(fixture)
+    manifest = runner.load_manifest(directory)
     images = mnist.x_test[:64]
     for art in manifest["artifacts"]:
         backend = "litert" if art["format"] == "tflite" else "onnxruntime"
-        loop = baselines.make_baseline(backend, bench_artifacts / art["file"], manifest["preprocessing"], 64, 1)
-        model = edge_runtime.load(bench_artifacts / art["file"], backend=backend, threads=1)
+        loop = baselines.make_baseline(backend, directory / art["file"], manifest["preprocessing"], 64, 1)
+        model = edge_runtime.load(directory / art["file"], backend=backend, threads=1)
         agree = np.mean(loop(images).argmax(1) == model.predict(images).argmax(1))
         assert agree >= 63 / 64, art["name"]
 
