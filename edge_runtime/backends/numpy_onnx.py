@@ -12,6 +12,14 @@ Quantisation follows the ONNX operator specs (round half to even, saturation,
 per-axis scales); integer products are accumulated exactly. Subgraphs whose
 inputs are all constants (weight DequantizeLinear, reshapes of weights) are
 evaluated once at load time.
+
+QDQ models are not run literally as DequantizeLinear → float op → QuantizeLinear:
+ONNX Runtime fuses those triples into integer kernels (QGemm, QLinearConv,
+QLinearSoftmax) whose rounding differs from the float reading by an int8 step now
+and then, which a softmax can amplify. :func:`fuse_qdq` recognises the same
+triples and runs them the way those kernels do (exact int32 accumulation, a
+float32 output scale ``a_scale * w_scale / y_scale``, round-to-nearest-even; the
+softmax through ONNX Runtime's 256-entry exp table), so both backends agree.
 """
 
 from __future__ import annotations
@@ -288,6 +296,143 @@ BUILDERS: dict[str, Callable[..., Kernel]] = {
 }
 
 
+# --- QDQ fusion, mirroring ONNX Runtime's QDQ → QGemm / QLinearConv / QLinearSoftmax ---------
+
+
+def _scalar(constants: dict[str, np.ndarray], name: str) -> np.ndarray | None:
+    value = constants.get(name)
+    return None if value is None or value.size != 1 else value.reshape(())
+
+
+def _qparams(node: Any, constants: dict[str, np.ndarray]) -> tuple[np.float32, np.ndarray] | None:
+    """(scale, zero_point) of a QuantizeLinear/DequantizeLinear with scalar constant params."""
+    if len(node.input) < 3 or not node.input[2]:
+        return None
+    scale, zp = _scalar(constants, node.input[1]), _scalar(constants, node.input[2])
+    if scale is None or zp is None or zp.dtype not in (np.int8, np.uint8):
+        return None
+    return np.float32(scale), zp
+
+
+def _output_scale(a_scale: np.float32, w_scale: np.ndarray, y_scale: np.float32) -> np.ndarray:
+    """ONNX Runtime's requantisation multiplier, in its float32 operation order."""
+    return ((a_scale * w_scale.astype(np.float32)).astype(np.float32) / y_scale).astype(np.float32)
+
+
+def _requant(acc: np.ndarray, multiplier: np.ndarray, zp: np.ndarray) -> np.ndarray:
+    return K.saturate(np.rint(acc.astype(np.float32) * multiplier) + np.float32(zp), zp.dtype)
+
+
+def _fused_matmul(node: Any, attrs: dict[str, Any], a: tuple, w: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None, y: tuple) -> Kernel | None:
+    if node.op_type == "Gemm" and (attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0):
+        return None
+    weights = (w.T if attrs.get("transB", 0) else w).astype(np.float64)
+    multiplier = _output_scale(a[0], w_scale, y[0])
+    a_zp = float(a[1])
+
+    def qgemm(x: np.ndarray) -> np.ndarray:
+        acc = (x.astype(np.float64) - a_zp) @ weights
+        if bias is not None:
+            acc += bias
+        return _requant(acc, multiplier, y[1])
+
+    return qgemm
+
+
+def _fused_conv(node: Any, attrs: dict[str, Any], a: tuple, w: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None, y: tuple) -> Kernel | None:
+    kernel, stride, dilation = _conv_geometry(attrs, w.shape)
+    acc_dtype = K.exact_dtype(int(np.prod(w.shape[1:])))
+    hwio = np.ascontiguousarray(w.transpose(2, 3, 1, 0).astype(acc_dtype))
+    multiplier = _output_scale(a[0], w_scale, y[0]).reshape(-1)
+    a_zp = acc_dtype(a[1])
+
+    def qlinear_conv(x: np.ndarray) -> np.ndarray:
+        pads = _conv_pads(attrs, x.shape, kernel, stride, dilation)
+        acc = K.conv2d_nhwc((x.astype(acc_dtype) - a_zp).transpose(0, 2, 3, 1), hwio, stride, dilation, pads, dtype=acc_dtype)
+        acc = acc.astype(np.float64)
+        if bias is not None:
+            acc += bias
+        return np.ascontiguousarray(_requant(acc, multiplier, y[1]).transpose(0, 3, 1, 2))
+
+    return qlinear_conv
+
+
+def _fused_softmax(node: Any, attrs: dict[str, Any], a: tuple, y: tuple, opset: int) -> Kernel | None:
+    if opset < 13 or attrs.get("axis", -1) not in (-1,):
+        return None
+    x_scale, x_zp = a
+    y_scale, y_zp = y
+    inv_y = np.float32(np.floor(np.float32(1) / y_scale))  # ONNX Runtime uses floor(1 / y_scale)
+
+    def qlinear_softmax(x: np.ndarray) -> np.ndarray:
+        depth = x.shape[-1]
+        shift = max(0.0, np.log(float(np.finfo(np.float32).max) / depth) - 5) / float(x_scale)
+        table = np.exp((np.arange(256, dtype=np.float64) - 255 + shift) * float(x_scale)).astype(np.float32)
+        q = x.astype(np.int64) - int(x_zp)
+        e = table[255 - q.max(axis=-1, keepdims=True) + q]
+        total = e[..., 0].copy()
+        for j in range(1, depth):  # sequential float32 sum, as the kernel does
+            total += e[..., j]
+        out = np.rint((e * inv_y) / total[..., None]) + np.float32(y_zp)
+        return K.saturate(out, y_zp.dtype)
+
+    return qlinear_softmax
+
+
+def fuse_qdq(nodes: list[Any], constants: dict[str, np.ndarray], graph_outputs: set[str], opset: int) -> list[Any]:
+    """Replace DequantizeLinear → Gemm/MatMul/Conv/Softmax → QuantizeLinear with integer kernels.
+
+    Returns the node list with each fused triple's float op and QuantizeLinear
+    replaced by one ``(name, kernel, [quantised input], [quantised output])`` tuple.
+    """
+    producer = {o: n for n in nodes for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def dq_of(name: str) -> Any | None:
+        n = producer.get(name)
+        return n if n is not None and n.op_type == "DequantizeLinear" else None
+
+    replaced: dict[int, tuple | None] = {}
+    for node in nodes:
+        if node.op_type not in ("Gemm", "MatMul", "Conv", "Softmax") or node.output[0] in graph_outputs:
+            continue
+        users = consumers.get(node.output[0], [])
+        dq_a = dq_of(node.input[0])
+        if len(users) != 1 or users[0].op_type != "QuantizeLinear" or dq_a is None:
+            continue
+        a, y = _qparams(dq_a, constants), _qparams(users[0], constants)
+        if a is None or y is None or dq_a.input[0] in constants:
+            continue
+        attrs = _attrs(node)
+        if node.op_type == "Softmax":
+            kernel = _fused_softmax(node, attrs, a, y, opset)
+        else:
+            dq_w = dq_of(node.input[1]) if len(node.input) > 1 else None
+            if dq_w is None or dq_w.input[0] not in constants or len(dq_w.input) < 3:
+                continue
+            w, w_scale, w_zp = constants[dq_w.input[0]], constants.get(dq_w.input[1]), constants.get(dq_w.input[2])
+            if w.dtype != np.int8 or w_scale is None or w_zp is None or np.any(w_zp != 0):
+                continue
+            bias = None
+            if len(node.input) > 2 and node.input[2]:
+                dq_b = dq_of(node.input[2])
+                if dq_b is None or dq_b.input[0] not in constants or constants[dq_b.input[0]].dtype != np.int32:
+                    continue
+                bias = constants[dq_b.input[0]].astype(np.float64)
+                if node.op_type == "Conv":
+                    bias = bias.reshape(1, -1, 1, 1).transpose(0, 2, 3, 1).reshape(-1)
+            build = _fused_conv if node.op_type == "Conv" else _fused_matmul
+            kernel = build(node, attrs, a, w, w_scale.reshape(-1), bias, y)
+        if kernel is None:
+            continue
+        replaced[id(node)] = (f"QDQ:{node.op_type}", kernel, [dq_a.input[0]], [users[0].output[0]])
+        replaced[id(users[0])] = None
+    return [replaced.get(id(n), n) for n in nodes if replaced.get(id(n), n) is not None]
+
+
 class OnnxGraph:
     """A parsed ONNX graph, topologically ordered as stored, ready to run.
 
@@ -322,8 +467,13 @@ class OnnxGraph:
         self.output_name, self.output_shape, self.output_dtype = self._value_info(graph.output[0])
         self.steps: list[tuple[Kernel, list[str], list[str]]] = []
         self.op_names: list[str] = []
-        for node in graph.node:
-            self._add_node(node, opset, numpy_helper)
+        graph_outputs = {o.name for o in graph.output}
+        for node in fuse_qdq(list(graph.node), self.constants, graph_outputs, opset):
+            if isinstance(node, tuple):
+                self.op_names.append(node[0])
+                self.steps.append(node[1:])
+            else:
+                self._add_node(node, opset, numpy_helper)
 
     @staticmethod
     def _value_info(info: Any) -> tuple[str, tuple[int, ...], np.dtype]:
