@@ -556,6 +556,7 @@ def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
         (["--host", "0.0.0.0"], "--token-file"),
         (["--workers", "0"], "--workers"),
         (["--port", "70000"], "--port"),
+        (["--request-timeout", "soon"], "expected a number"),
         (["--token-file", "/nonexistent/token"], "cannot read token file"),
     ],
 )
