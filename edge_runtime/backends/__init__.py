@@ -101,13 +101,14 @@ def open_backend(
     ModelLoadError
         The backend rejected the artifact.
     """
-    missing: list[str] = []
+    missing: list[tuple[str, str]] = []
     for name in candidates(backend, fmt):
         try:
             return _open(name, fmt, data, threads, io_quantization)
         except ImportError as exc:
-            missing.append(f"{name} ({exc.name or exc})")
+            missing.append((name, exc.name or str(exc)))
     if backend == "auto":
+        tried = ", ".join(f"{name} (no module {module})" for name, module in missing)
         hints = "; ".join(_INSTALL_HINTS[n] for n in candidates(backend, fmt) if n != "tensorflow")
-        raise BackendError(f"no backend for .{fmt} models is installed (tried {', '.join(missing)}); install one: {hints}")
-    raise BackendError(f"backend '{backend}' is not installed ({missing[0]}); {_INSTALL_HINTS[backend]}")
+        raise BackendError(f"no backend for .{fmt} models is installed (tried {tried}); install one: {hints}")
+    raise BackendError(f"backend '{backend}' is not installed (no module {missing[0][1]}); {_INSTALL_HINTS[backend]}")
