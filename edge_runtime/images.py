@@ -7,8 +7,9 @@ what it was trained on:
 
 1. decode (EXIF rotation applied, transparency composited onto white), grayscale;
 2. invert when the background (the median of the border pixels) is light;
-3. if the image is not already the model's size: crop to the ink, scale its longer
-   side to 20/28 of the target, and centre it by centre of mass, as MNIST was made.
+3. if the image is not already the model's size: subtract the paper tone, stretch
+   the strokes to full white, crop to the ink, scale its longer side to 20/28 of the
+   target, and centre it by centre of mass, as MNIST was made.
 
 An image that already has the target size is only converted and inverted, so MNIST
 images saved as PNG come back bit-identical. Pillow is an optional dependency
@@ -62,13 +63,16 @@ def _decode(path: Path) -> np.ndarray:
         raise DataError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
 
 
-def _centre(gray: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Crop to the ink, fit it in the MNIST box and centre it by centre of mass."""
+def _centre(gray: np.ndarray, background: float, shape: tuple[int, int]) -> np.ndarray:
+    """Remove the paper tone, crop to the ink, fit it in the MNIST box, centre by mass."""
     image_mod, _ = _pillow()
+    gray = np.clip(gray.astype(np.int16) - int(background), 0, 255)
     peak = int(gray.max())
     out = np.zeros(shape, dtype=np.uint8)
     if peak == 0:
         return out  # blank page: nothing to centre
+    # Stretch so the strongest stroke is white, as in MNIST, whatever the lighting was.
+    gray = (gray * (255.0 / peak)).round().astype(np.uint8)
     rows = np.flatnonzero((gray > peak * INK_THRESHOLD).any(axis=1))
     cols = np.flatnonzero((gray > peak * INK_THRESHOLD).any(axis=0))
     ink = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
@@ -117,9 +121,10 @@ def load_image(path: str | os.PathLike[str], image_shape: tuple[int, int] = (28,
     gray = _decode(p)
     if gray.ndim != 2 or gray.size == 0:
         raise DataError(f"{p}: image has no pixels")
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    if np.median(border) > 127:
+    background = float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
+    if background > 127:
         gray = 255 - gray
+        background = 255 - background
     if gray.shape == tuple(image_shape):
         return np.ascontiguousarray(gray)
-    return _centre(gray, tuple(image_shape))
+    return _centre(gray, background, tuple(image_shape))
