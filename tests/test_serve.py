@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import http.client
 import io
 import json
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -53,12 +55,39 @@ class LogSink(io.StringIO):
         return [json.loads(line) for line in self.getvalue().splitlines()]
 
 
-def _start(config: ServeConfig, models: list) -> tuple[InferenceServer, LogSink, threading.Thread]:
+class SpyModel:
+    """A real model whose ``predict`` calls are recorded, and can be made to fail or drift."""
+
+    def __init__(self, model) -> None:
+        self._model = model
+        self.calls: list[tuple[int, ...]] = []
+        self.fail = False
+        self.drift = False
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+    def predict(self, x):
+        self.calls.append(np.shape(x))
+        if self.fail:
+            raise RuntimeError("interpreter exploded")
+        out = self._model.predict(x)
+        return out[:, ::-1] if self.drift else out
+
+
+@contextlib.contextmanager
+def running(config: ServeConfig, models: list) -> Iterator[tuple[InferenceServer, LogSink]]:
+    """A server answering in a background thread for the ``with`` block, then closed."""
     log = LogSink()
     server = InferenceServer(config, ModelPool(models), log_stream=log)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    return server, log, thread
+    try:
+        yield server, log
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 @pytest.fixture(scope="module")
@@ -71,22 +100,16 @@ def model_path(small_mlp_artifacts: Path) -> Path:
 def served(model_path):
     """An open server with two workers and small limits, plus its log."""
     config = ServeConfig(host="127.0.0.1", port=0, max_body_bytes=MAX_BODY, max_images=MAX_IMAGES, request_timeout=TIMEOUT)
-    server, log, thread = _start(config, [edge_runtime.load(model_path) for _ in range(2)])
-    yield server, log
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with running(config, [edge_runtime.load(model_path) for _ in range(2)]) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
 def guarded(model_path):
     """A server that requires the bearer token TOKEN."""
     config = ServeConfig(host="127.0.0.1", port=0, token=TOKEN, request_timeout=TIMEOUT)
-    server, log, thread = _start(config, [edge_runtime.load(model_path)])
-    yield server, log
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with running(config, [edge_runtime.load(model_path)]) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -184,16 +207,20 @@ def test_predict_images_b64_decodes_every_image(served, reference, mnist):
     np.testing.assert_allclose(json.loads(body)["probabilities"], expected, rtol=1e-6, atol=1e-7)
 
 
+def test_ipv6_loopback_bind_serves_predictions(model_path, mnist):
+    with running(ServeConfig(host="::1", port=0), [edge_runtime.load(model_path)]) as (server, _):
+        conn = http.client.HTTPConnection("::1", server.server_port, timeout=10)
+        conn.request("POST", "/v1/predict", body=encode(mnist.x_test[0]), headers={"Content-Type": "image/png"})
+        status = conn.getresponse().status
+        conn.close()
+    assert status == 200
+
+
 def test_onnx_artifact_is_served_like_the_library_runs_it(small_mlp_artifacts, mnist):
     onnx_path = small_mlp_artifacts / "onnx_int8_static.onnx"
     reference = edge_runtime.load(onnx_path)
-    server, _, thread = _start(ServeConfig(host="127.0.0.1", port=0), [edge_runtime.load(onnx_path) for _ in range(2)])
-    try:
+    with running(ServeConfig(host="127.0.0.1", port=0), [edge_runtime.load(onnx_path) for _ in range(2)]) as (server, _):
         status, _, body = post_json(server, {"images": mnist.x_test[:4].tolist()})
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
     assert status == 200
     answer = json.loads(body)
     assert answer["backend"] == reference.backend and answer["model_sha256"] == reference.sha256
@@ -201,30 +228,12 @@ def test_onnx_artifact_is_served_like_the_library_runs_it(small_mlp_artifacts, m
 
 
 def test_predict_batch_is_one_predict_call(model_path, mnist):
-    calls = []
-
-    class CountingModel:
-        def __init__(self, model):
-            self._model = model
-
-        def __getattr__(self, name):
-            return getattr(self._model, name)
-
-        def predict(self, x):
-            calls.append(np.shape(x))
-            return self._model.predict(x)
-
-    config = ServeConfig(host="127.0.0.1", port=0, max_images=MAX_IMAGES)
-    server, _, thread = _start(config, [CountingModel(edge_runtime.load(model_path))])
-    try:
-        calls.clear()
+    spy = SpyModel(edge_runtime.load(model_path))
+    with running(ServeConfig(host="127.0.0.1", port=0), [spy]) as (server, _):
+        spy.calls.clear()  # forget the start-up self-check
         status, _, _ = post_json(server, {"images": mnist.x_test[:5].tolist()})
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
     assert status == 200
-    assert calls == [(5, 28, 28)]
+    assert spy.calls == [(5, 28, 28)]
 
 
 # ------------------------------------------------------------------ error paths
@@ -356,30 +365,12 @@ def test_wrong_method_is_405_with_allow_header(served, method, path, allow):
 
 
 def test_error_inside_a_handler_is_500_and_server_keeps_serving(model_path, mnist):
-    class BrokenModel:
-        def __init__(self, model):
-            self._model = model
-            self.fail = False
-
-        def __getattr__(self, name):
-            return getattr(self._model, name)
-
-        def predict(self, x):
-            if self.fail:
-                raise RuntimeError("interpreter exploded")
-            return self._model.predict(x)
-
-    broken = BrokenModel(edge_runtime.load(model_path))
-    server, log, thread = _start(ServeConfig(host="127.0.0.1", port=0), [broken])
-    try:
+    broken = SpyModel(edge_runtime.load(model_path))
+    with running(ServeConfig(host="127.0.0.1", port=0), [broken]) as (server, log):
         broken.fail = True
         failed = call(server, "POST", "/v1/predict", encode(mnist.x_test[0]), {"Content-Type": "image/png"})
         broken.fail = False
         healthy = call(server, "GET", "/healthz")
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
     assert assert_json_error(failed, 500)["error"] == "internal server error"  # no internals leaked to the client
     assert healthy[0] == 200
     assert any(r.get("event") == "error" and "interpreter exploded" in r["error"] for r in log.records())
@@ -397,14 +388,10 @@ def test_healthz_runs_self_check_inference(served, reference):
 
 
 def test_healthz_is_503_when_inference_no_longer_matches_startup(model_path):
-    server, _, thread = _start(ServeConfig(host="127.0.0.1", port=0), [edge_runtime.load(model_path)])
-    try:
-        server._expected = server._expected[:, ::-1]  # as if the interpreter now answered differently
+    drifting = SpyModel(edge_runtime.load(model_path))
+    with running(ServeConfig(host="127.0.0.1", port=0), [drifting]) as (server, _):
+        drifting.drift = True
         status_body = call(server, "GET", "/healthz")
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
     assert "self-check" in assert_json_error(status_body, 503)["error"]
 
 
@@ -554,13 +541,25 @@ def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
     "extra, fragment",
     [
         (["--host", "0.0.0.0"], "--token-file"),
-        (["--workers", "0"], "--workers"),
-        (["--port", "70000"], "--port"),
-        (["--request-timeout", "soon"], "expected a number"),
         (["--token-file", "/nonexistent/token"], "cannot read token file"),
     ],
 )
-def test_bad_serve_arguments_exit_2_with_one_line(model_path, extra, fragment):
+def test_refused_serve_settings_exit_2_with_one_line(model_path, extra, fragment):
+    result = _cli("serve", str(model_path), "--port", "0", *extra)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and fragment in result.stderr
+    assert result.stderr.startswith("python -m edge_runtime: error: ")
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--workers", "0"], "--workers"),
+        (["--port", "70000"], "--port"),
+        (["--request-timeout", "soon"], "expected a number"),
+    ],
+)
+def test_invalid_serve_arguments_exit_2_with_error_line(model_path, extra, fragment):
     result = _cli("serve", str(model_path), "--port", "0", *extra)
     assert result.returncode == 2
     assert fragment in result.stderr.strip().splitlines()[-1]
