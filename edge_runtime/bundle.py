@@ -55,10 +55,11 @@ FLOAT_TOLERANCE = 1e-4
 QUANTISED_TOLERANCE = 1e-2
 FLOAT_QUANTIZATION = ("none", "float16_weights")
 
-# Every pin below has a wheel on PyPI for the target and CPython 3.11 (Raspberry Pi
-# OS bookworm), checked with `pip download --only-binary=:all: --python-version 3.11
-# --platform <tag>` and installed under emulation by tests/device/run.py. The arm64
-# and x86_64 sets are the full resolution of ai-edge-litert + onnxruntime + tflite.
+# Every pin below has a wheel on PyPI for aarch64 and x86_64 and CPython 3.11-3.13
+# (Raspberry Pi OS bookworm / trixie), checked with `pip download --only-binary=:all:
+# --python-version 3.1x --platform <manylinux tag>`; tests/device/run.py installs them
+# on arm64 under emulation. They are the full resolution of ai-edge-litert 2.3.0 +
+# onnxruntime 1.32.0 + tflite for CPython 3.11.
 _NATIVE_PINS = (
     "ai-edge-litert==2.3.0",
     "onnxruntime==1.32.0",
@@ -97,7 +98,7 @@ TARGETS: dict[str, Target] = {
     "arm64": Target(
         name="arm64",
         debian_arch="arm64",
-        description="64-bit Raspberry Pi OS / Debian (Pi 3, 4, 5, Zero 2 W), Python 3.11",
+        description="64-bit Raspberry Pi OS / Debian (Pi 3, 4, 5, Zero 2 W), Python 3.11-3.13",
         requirements=_NATIVE_PINS,
         apt_packages=("python3-venv",),
         system_site_packages=False,
@@ -107,7 +108,7 @@ TARGETS: dict[str, Target] = {
     "armv7l": Target(
         name="armv7l",
         debian_arch="armhf",
-        description="32-bit Raspberry Pi OS / Debian armhf (Pi 2, 3, 4, Zero 2 W), Python 3.11",
+        description="32-bit Raspberry Pi OS / Debian armhf on an ARMv7+ CPU (Pi 2, 3, 4, Zero 2 W; not Pi 1/Zero), Python 3.11",
         requirements=(
             # PyPI has tflite-runtime 2.14 wheels for armv7l only up to CPython 3.11;
             # elsewhere the pure-NumPy backend runs the model with numpy + tflite.
@@ -126,7 +127,7 @@ TARGETS: dict[str, Target] = {
     "x86_64": Target(
         name="x86_64",
         debian_arch="amd64",
-        description="x86-64 Linux PC or server, Python 3.11+",
+        description="x86-64 Linux PC or server, Python 3.11-3.13",
         requirements=_NATIVE_PINS,
         apt_packages=("python3-venv",),
         system_site_packages=False,
@@ -138,15 +139,15 @@ TARGETS: dict[str, Target] = {
 
 def requirements_text(target: Target) -> str:
     """The ``requirements-<target>.txt`` written into a bundle for ``target``."""
-    header = [
-        f"# keras2edge runtime dependencies for {target.name}: {target.description}.",
-        "# Every pin has a wheel on PyPI for this platform; no TensorFlow is needed.",
-    ]
+    header = [f"# keras2edge runtime dependencies for {target.name}: {target.description}."]
     if target.system_site_packages:
-        header.append(
-            "# Install Debian's numpy first (sudo apt install " + " ".join(target.apt_packages)
-            + ") and create the venv with --system-site-packages: run.sh does both checks."
-        )
+        header += [
+            "# Every pin but numpy has a wheel on PyPI for this platform; no TensorFlow is needed.",
+            "# numpy comes from Debian: sudo apt install " + " ".join(target.apt_packages)
+            + ", then a venv with --system-site-packages (run.sh install does both checks).",
+        ]
+    else:
+        header.append("# Every pin has a wheel on PyPI for this platform; no TensorFlow is needed.")
     return "\n".join(header + list(target.requirements)) + "\n"
 
 

@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ def check(condition: bool, what: str) -> None:
         failures.append(what)
 
 
-def expect(exc_type: type[BaseException], what: str, fn) -> None:
+def expect(exc_type: type[BaseException], what: str, fn: Callable[[], object]) -> None:
     try:
         fn()
     except exc_type as exc:
