@@ -30,6 +30,7 @@ from edge_runtime.manifest import (
 from edge_runtime.preprocessing import InputAdapter
 
 TFLITE_IDENTIFIER = b"TFL3"
+_FLOAT32 = np.dtype(np.float32)
 # An ONNX ModelProto starts with field 1 (ir_version, varint): tag byte 0x08.
 _ONNX_FIRST_BYTE = 0x08
 
@@ -134,6 +135,7 @@ class Model:
         self.sha256 = sha256
         self.size_bytes = data_size
         self._backend = backend
+        self._run = backend.run
         self.backend: str = backend.name
         self.threads = backend.threads
         self._manifest = manifest
@@ -201,15 +203,17 @@ class Model:
         """
         tensor = self._adapter(x)
         try:
-            raw = self._backend.run(tensor)
+            raw = self._run(tensor)
         except (RuntimeError, ValueError) as exc:
             raise BackendError(f"{self.backend} failed to run {self.path.name}: {' '.join(str(exc).split())}") from None
         if self._out_scale is not None:
             out = raw.astype(np.float32)
             out -= self._out_zero
             out *= self._out_scale
+        elif raw.dtype is _FLOAT32:
+            out = raw
         else:
-            out = raw if raw.dtype == np.float32 else raw.astype(np.float32)
+            out = raw.astype(np.float32)
         if self._logits:
             out = np.exp(out - out.max(axis=1, keepdims=True))
             out /= out.sum(axis=1, keepdims=True)

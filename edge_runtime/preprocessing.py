@@ -5,9 +5,10 @@ already scaled, or flat rows (``(N, 784)``); the model wants ``(N, *model_input_
 in its own dtype, quantised with its own scale and zero-point if it is int8. All of
 that is decided once, at load time, and reduced to the cheapest per-call work:
 
-- uint8 pixels go through a 256-entry lookup table that already contains scaling
-  and, for int8 models, quantisation: one pass over the pixels, into a buffer that
-  is reused while the batch size stays the same;
+- uint8 pixels take one pass, into a buffer reused while the batch size stays the
+  same: a float32 multiply for float models, and for int8 models a wrapping add
+  (when quantisation maps pixel p to p + k, as it does for 1/255 scaling) or a
+  256-entry lookup table;
 - float input is checked for NaN/inf and for a range that shows it was scaled,
   then cast or quantised.
 
@@ -17,12 +18,14 @@ Anything else raises :class:`~edge_runtime.errors.InputError` with what was expe
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 from edge_runtime.errors import InputError, ModelLoadError
 from edge_runtime.manifest import Preprocessing
 
+_UINT8 = np.dtype(np.uint8)  # builtin dtypes are singletons: `is` is the cheapest test
 _FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 _QUANT_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
 # Scaled input may stray this far (relative to its full range) outside [lo, hi]
@@ -79,12 +82,33 @@ class InputAdapter:
             raise ModelLoadError(f"model input is {self.dtype.name} but has no quantisation parameters")
         if self.dtype not in _QUANT_RANGES and self.dtype != np.float32:
             raise ModelLoadError(f"model input dtype {self.dtype.name} is not supported (float32, int8 or uint8)")
-        pixels = np.arange(256, dtype=np.float64) * pre.scale + pre.offset
-        self._lut = self._convert_float(pixels)
+        self._pixels_into = self._pixel_converter(pre)
         self._lo = pre.offset
         self._hi = pre.offset + 255 * pre.scale
         self._slack = _RANGE_SLACK * (self._hi - self._lo)
         self._buffer = np.empty((0, *self.sample_shape), dtype=self.dtype)
+
+    def _pixel_converter(self, pre: Preprocessing) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """The cheapest exact uint8 -> model-input conversion, chosen once.
+
+        float32 models: ``pixels * float32(scale) (+ offset)``, the training
+        preprocessing itself. Quantised models whose quantisation maps pixel p to
+        ``p + k`` (scale 1/255, zero point -128: every model this toolkit makes): one
+        wrapping uint8 add written straight into the int8 buffer. Anything else: a
+        256-entry lookup table.
+        """
+        if self._quant is None:
+            scale, offset = np.float32(pre.scale), np.float32(pre.offset)
+            if pre.offset == 0:
+                return lambda x, out: np.multiply(x, scale, out=out)
+            return lambda x, out: np.add(np.multiply(x, scale, out=out), offset, out=out)
+        pixels = np.arange(256, dtype=np.float64) * pre.scale + pre.offset
+        lut = self._convert_float(pixels)
+        shift = int(lut[0])
+        if np.array_equal(lut.astype(np.int64), np.arange(256) + shift):
+            k = np.uint8(shift % 256)  # p + shift, as the int8/uint8 bit pattern
+            return lambda x, out: np.add(x, k, out=out.view(np.uint8))
+        return lambda x, out: np.take(lut, x, out=out)
 
     def _convert_float(self, x: np.ndarray) -> np.ndarray:
         if self._quant is None:
@@ -115,23 +139,24 @@ class InputAdapter:
             Unsupported dtype, shape that fits no accepted layout, empty batch,
             NaN/inf, or float values outside the scaled range.
         """
-        if not isinstance(x, np.ndarray):
+        if type(x) is not np.ndarray:
             try:
                 x = np.asarray(x)
             except (ValueError, TypeError) as exc:
                 raise InputError(f"input is not an array of numbers ({exc})") from None
-        n = self.batch_shape(x.shape)
-        if x.dtype == np.uint8:
-            out = self._out(n)
-            np.take(self._lut, x.reshape(out.shape), out=out)
+        shape = x.shape
+        n = 1 if shape in self._sample_shapes else self.batch_shape(shape)
+        if x.dtype is _UINT8:
+            out = self._buffer if self._buffer.shape[0] == n else self._out(n)
+            self._pixels_into(x.reshape(out.shape), out)
             return out
         if x.dtype not in _FLOAT_DTYPES:
             raise InputError(
                 f"input dtype {x.dtype} is not supported; pass uint8 pixels (0-255) or float images already scaled to [0, 1]"
             )
-        if not np.isfinite(x).all():
+        lo, hi = float(x.min()), float(x.max())  # NaN and inf show up here too
+        if not (math.isfinite(lo) and math.isfinite(hi)):
             raise InputError("input contains NaN or inf")
-        lo, hi = float(x.min()), float(x.max())
         if lo < self._lo - self._slack or hi > self._hi + self._slack:
             raise InputError(
                 f"float input ranges over [{lo:g}, {hi:g}] but the model expects [{self._lo:g}, {self._hi:g}]; "

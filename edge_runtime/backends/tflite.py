@@ -109,30 +109,31 @@ class TFLiteBackend(Backend):
         self._invoke = self._interp.invoke
         self._get = self._interp.get_tensor
 
-    def _resize(self, batch: int) -> None:
-        try:
-            self._interp.resize_tensor_input(self._in_index, (batch, *self._sample_shape), strict=False)
-            self._interp.allocate_tensors()
-            self._batch = batch
-        except (ValueError, RuntimeError):
-            # The graph hard-codes its batch (e.g. a Reshape to [1, ...]): restore it and
-            # run one sample per invoke, the only thing such a model can do.
-            self._interp.resize_tensor_input(self._in_index, (self._batch, *self._sample_shape), strict=False)
-            self._interp.allocate_tensors()
-            self._loop = True
-
     def run(self, x: np.ndarray) -> np.ndarray:
-        n = x.shape[0]
-        if n != self._batch and not self._loop:
-            self._resize(n)
-        if self._loop and n != self._batch:
-            return np.concatenate([self._run_one(x[i : i + self._batch]) for i in range(0, n, self._batch)])
-        return self._run_one(x)
-
-    def _run_one(self, x: np.ndarray) -> np.ndarray:
+        if x.shape[0] != self._batch:
+            return self._run_other_batch(x)
         self._set(self._in_index, x)
         self._invoke()
         return self._get(self._out_index)
+
+    def _run_other_batch(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        if not self._loop:
+            try:
+                self._interp.resize_tensor_input(self._in_index, (n, *self._sample_shape), strict=False)
+                self._interp.allocate_tensors()
+            except (ValueError, RuntimeError):
+                # The graph hard-codes its batch (e.g. a Reshape to [1, ...]): restore it
+                # and run one invoke per sample, the only thing such a model can do.
+                self._interp.resize_tensor_input(self._in_index, (self._batch, *self._sample_shape), strict=False)
+                self._interp.allocate_tensors()
+                self._loop = True
+            else:
+                self._batch = n
+                return self.run(x)
+        if self._batch != 1:
+            raise BackendError(f"this model only accepts batches of exactly {self._batch}; got {n}")
+        return np.concatenate([self.run(x[i : i + 1]) for i in range(n)])
 
     def details(self) -> dict[str, Any]:
         from importlib.metadata import PackageNotFoundError, version
