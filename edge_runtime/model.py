@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.backends import Backend, TensorSpec, check_name, open_backend
-from edge_runtime.errors import BackendError, InputError, ManifestError, ModelLoadError
+from edge_runtime.errors import BackendError, ManifestError, ModelLoadError
 from edge_runtime.manifest import (
     Manifest,
     Preprocessing,
