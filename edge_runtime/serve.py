@@ -361,7 +361,7 @@ class _Handler(BaseHTTPRequestHandler):
         start = time.perf_counter()
         path = urlsplit(self.path).path
         endpoint = path if path in ROUTES else "other"
-        self._body_left = 0
+        self._body_left = self._declared_length(check_limit=False)  # unread until _read_body
         self._images = 0
         status, body, content_type, headers = HTTPStatus.OK, b"", "application/json", {}
         with self.server.metrics.in_flight():
@@ -452,7 +452,6 @@ class _Handler(BaseHTTPRequestHandler):
             return
         scheme, _, given = (self.headers.get("Authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            self._body_left = self._declared_length(check_limit=False)
             raise _HTTPError(
                 HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token", {"WWW-Authenticate": 'Bearer realm="keras2edge"'}
             )
@@ -467,7 +466,6 @@ class _Handler(BaseHTTPRequestHandler):
             raise _HTTPError(HTTPStatus.BAD_REQUEST, f"Content-Length must be a non-negative integer, not {raw[:40]!r}")
         length = int(raw)
         if check_limit and length > self.server.config.max_body_bytes:
-            self._body_left = length
             raise _HTTPError(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 f"body is {length} bytes; the limit is {self.server.config.max_body_bytes} (--max-body-bytes)",

@@ -46,6 +46,9 @@ TOKEN = "s3cret-token-for-tests-0123456789"
 MAX_IMAGES = 8
 MAX_BODY = 200_000
 TIMEOUT = 1.0
+# More than loopback socket buffers hold: if the server closed the connection without
+# draining it, the client would get a broken pipe / reset instead of the error answer.
+UNREAD_BODY = b"x" * 30_000_000
 
 
 class LogSink(io.StringIO):
@@ -293,9 +296,9 @@ def test_too_many_images_is_413(served, mnist):
     assert "--max-images" in error["error"]
 
 
-def test_body_over_limit_is_413_without_reading_it(served):
+def test_body_over_limit_is_413_and_reaches_client_still_sending(served):
     server, _ = served
-    error = assert_json_error(call(server, "POST", "/v1/predict", b"x" * (MAX_BODY + 1), {"Content-Type": "image/png"}), 413)
+    error = assert_json_error(call(server, "POST", "/v1/predict", UNREAD_BODY, {"Content-Type": "image/png"}), 413)
     assert "--max-body-bytes" in error["error"]
 
 
@@ -362,6 +365,11 @@ def test_wrong_method_is_405_with_allow_header(served, method, path, allow):
     status_body = call(server, method, path)
     assert_json_error(status_body, 405)
     assert status_body[1]["Allow"] == allow
+
+
+def test_early_error_on_request_with_unread_body_still_reaches_client(served):
+    server, _ = served
+    assert_json_error(call(server, "POST", "/healthz", UNREAD_BODY, {"Content-Type": "image/png"}), 405)
 
 
 def test_error_inside_a_handler_is_500_and_server_keeps_serving(model_path, mnist):
