@@ -475,9 +475,11 @@ def test_missing_or_wrong_token_is_401(guarded, header):
     assert status_body[1]["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_wrong_token_on_predict_is_401_before_body_is_used(guarded, mnist):
-    server, _ = guarded
-    assert_json_error(post_json(server, {"images": mnist.x_test[:2].tolist()}, {"Authorization": "Bearer nope"}), 401)
+def test_wrong_token_on_predict_is_401_and_reaches_client_still_sending(guarded):
+    server, log = guarded
+    headers = {"Authorization": "Bearer nope", "Content-Type": "image/png"}
+    assert_json_error(call(server, "POST", "/v1/predict", UNREAD_BODY, headers), 401)
+    assert log.records()[-1]["images"] == 0
 
 
 def test_right_token_is_accepted_and_not_logged(guarded, mnist):
