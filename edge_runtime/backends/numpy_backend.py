@@ -36,7 +36,10 @@ class NumpyBackend(Backend):
         self.outputs = outputs
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        return self._graph.run(x)
+        out = self._graph.run(x)
+        # A graph that only reshapes would hand back a view of the caller's (reused)
+        # input buffer; the next predict must not overwrite a result already returned.
+        return out.copy() if np.may_share_memory(out, x) else out
 
     def details(self) -> dict[str, Any]:
         return {"library": "numpy", "library_version": np.__version__, "operators": sorted(set(self._graph.op_names))}
