@@ -26,7 +26,6 @@ from edge_runtime.errors import InputError, ModelLoadError
 from edge_runtime.manifest import Preprocessing
 
 _UINT8 = np.dtype(np.uint8)  # builtin dtypes are singletons: `is` is the cheapest test
-_FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 _QUANT_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
 # Scaled input may stray this far (relative to its full range) outside [lo, hi]
 # before it is taken for unscaled pixels: resampling filters overshoot a little.
@@ -150,7 +149,7 @@ class InputAdapter:
             out = self._buffer if self._buffer.shape[0] == n else self._out(n)
             self._pixels_into(x.reshape(out.shape), out)
             return out
-        if x.dtype not in _FLOAT_DTYPES:
+        if x.dtype.kind != "f" or x.dtype.itemsize > 8:  # any byte order; not longdouble
             raise InputError(
                 f"input dtype {x.dtype} is not supported; pass uint8 pixels (0-255) or float images already scaled to [0, 1]"
             )
