@@ -60,6 +60,7 @@ import numpy as np
 from edge_runtime.backends import BACKEND_NAMES
 from edge_runtime.errors import Keras2EdgeError
 from edge_runtime.images import load_image
+from edge_runtime.model import load
 from edge_runtime.selftest import load_samples
 
 DEFAULT_HOST = "127.0.0.1"
@@ -761,9 +762,7 @@ def run(args: argparse.Namespace) -> int:
         request_timeout=args.request_timeout,
         token=token,
     )
-    import edge_runtime
-
-    models = [edge_runtime.load(args.model, backend=args.backend, threads=args.threads) for _ in range(args.workers)]
+    models = [load(args.model, backend=args.backend, threads=args.threads) for _ in range(args.workers)]
     try:
         server = InferenceServer(config, ModelPool(models))
     except OSError as exc:
