@@ -226,3 +226,31 @@ def test_uninstalled_backend_raises_backend_error_naming_the_package(artifact_di
     assert len(lines) == 2
     assert "backend 'onnxruntime' is not installed" in lines[0] and "pip install onnxruntime" in lines[0]
     assert "backend 'litert' is not installed" in lines[1] and "pip install ai-edge-litert" in lines[1]
+
+
+def _fixed_batch_tflite(path: Path, hard_coded_reshape: bool) -> None:
+    """A TFLite model whose input is fixed at batch 1 (and optionally a graph that needs it)."""
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(1)
+    w = tf.constant(rng.normal(size=(784, 10)).astype(np.float32) * 0.05)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 28, 28], tf.float32)])
+    def fixed(x):
+        flat = tf.reshape(x, [1, 784]) if hard_coded_reshape else tf.reshape(x, [-1, 784])
+        return tf.nn.softmax(flat @ w)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fixed.get_concrete_function()], fixed)
+    path.write_bytes(converter.convert())
+
+
+@pytest.mark.parametrize("hard_coded_reshape", [False, True])
+def test_fixed_batch_tflite_model_runs_any_batch_size(tmp_path, images, hard_coded_reshape):
+    """Batch-1 models are resized to the batch; only a graph that cannot be resized is looped."""
+    path = tmp_path / "fixed.tflite"
+    _fixed_batch_tflite(path, hard_coded_reshape)
+    model = edge_runtime.load(path)
+    assert model.input_spec.shape[0] == 1
+    singles = np.concatenate([model.predict(img) for img in images[:7]])
+    np.testing.assert_allclose(model.predict(images[:7]), singles, rtol=0, atol=1e-6)
+    assert model.info()["backend_details"]["batch_loop"] is hard_coded_reshape
+    np.testing.assert_allclose(model.predict(images[:3]), singles[:3], rtol=0, atol=1e-6)
