@@ -66,12 +66,17 @@ class SpyModel:
         self.calls: list[tuple[int, ...]] = []
         self.fail = False
         self.drift = False
+        self.hold: threading.Event | None = None  # predict waits for it once set
+        self.holding = threading.Event()
 
     def __getattr__(self, name: str):
         return getattr(self._model, name)
 
     def predict(self, x):
         self.calls.append(np.shape(x))
+        if self.hold is not None:
+            self.holding.set()
+            self.hold.wait(timeout=30)
         if self.fail:
             raise RuntimeError("interpreter exploded")
         out = self._model.predict(x)
@@ -401,6 +406,21 @@ def test_healthz_is_503_when_inference_no_longer_matches_startup(model_path):
         drifting.drift = True
         status_body = call(server, "GET", "/healthz")
     assert "self-check" in assert_json_error(status_body, 503)["error"]
+
+
+def test_all_workers_busy_is_503_after_request_timeout(model_path, mnist):
+    busy = SpyModel(edge_runtime.load(model_path))
+    with running(ServeConfig(host="127.0.0.1", port=0, request_timeout=0.2), [busy]) as (server, _):
+        busy.hold = threading.Event()
+        slow = threading.Thread(target=post_json, args=(server, {"images": mnist.x_test[:1].tolist()}))
+        slow.start()
+        assert busy.holding.wait(timeout=10)
+        try:
+            status_body = call(server, "GET", "/healthz")
+        finally:
+            busy.hold.set()
+            slow.join()
+    assert "busy" in assert_json_error(status_body, 503)["error"]
 
 
 def test_v1_model_summarises_manifest_and_limits(served, reference):
