@@ -173,3 +173,38 @@ def test_numpy_backend_without_its_reader_raises_backend_error(dirs, missing, ar
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("BackendError: backend 'numpy' is not installed") and hint in result.stdout
+
+
+@pytest.mark.parametrize("flavour", ["float32", "int8"])
+def test_tflite_ops_beyond_the_artifacts_match_litert(tmp_path, mnist, flavour):
+    """SAME-padded strided CONV_2D with RELU6, SAME MAX_POOL_2D, ADD/MUL with broadcasting."""
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(2)
+    k1 = tf.constant(rng.normal(size=(3, 3, 1, 8)).astype(np.float32) * 0.5)
+    k2 = tf.constant(rng.normal(size=(5, 5, 8, 6)).astype(np.float32) * 0.2)
+    fc = tf.constant(rng.normal(size=(4 * 4 * 6, 10)).astype(np.float32) * 0.1)
+    gain = tf.constant(rng.uniform(0.5, 1.5, 8).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)])
+    def net(x):
+        y = tf.nn.relu6(tf.nn.conv2d(x, k1, strides=2, padding="SAME") * 4.0)
+        y = y * gain + 0.25
+        y = tf.nn.max_pool2d(y, 3, 2, padding="SAME")
+        y = tf.nn.relu(tf.nn.conv2d(y, k2, strides=2, padding="SAME"))
+        return tf.nn.softmax(tf.reshape(y, [-1, 4 * 4 * 6]) @ fc)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([net.get_concrete_function()], net)
+    if flavour == "int8":
+        calibration = (mnist.x_train[:64].astype(np.float32) / 255.0)[..., None]
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([calibration[i : i + 1]] for i in range(len(calibration)))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int8
+    path = tmp_path / f"ops_{flavour}.tflite"
+    path.write_bytes(converter.convert())
+    ours = edge_runtime.load(path, backend="numpy")
+    assert {"CONV_2D", "MAX_POOL_2D"} <= set(ours.info()["backend_details"]["operators"])
+    images = mnist.x_test[:300]
+    expected, got = edge_runtime.load(path).predict(images), ours.predict(images)
+    assert np.abs(expected - got).max() <= (1e-5 if flavour == "float32" else 1 / 256 + 1e-6)
+    np.testing.assert_array_equal(got.argmax(axis=1), expected.argmax(axis=1))
