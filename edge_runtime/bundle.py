@@ -59,7 +59,7 @@ FLOAT_QUANTIZATION = ("none", "float16_weights")
 # (Raspberry Pi OS bookworm / trixie), checked with `pip download --only-binary=:all:
 # --python-version 3.1x --platform <manylinux tag>`; tests/device/run.py installs them
 # on arm64 under emulation. They are the full resolution of ai-edge-litert 2.3.0 +
-# onnxruntime 1.32.0 + tflite for CPython 3.11.
+# onnxruntime 1.32.0 + tflite for CPython 3.11, plus Pillow.
 _NATIVE_PINS = (
     "ai-edge-litert==2.3.0",
     "onnxruntime==1.32.0",
@@ -72,6 +72,8 @@ _NATIVE_PINS = (
     "backports.strenum==1.2.8",
     "tqdm==4.70.1",
     "typing-extensions==4.16.0",
+    # For `predict` on PNG/JPEG files (the `image` extra).
+    "pillow==13.0.0",
 )
 
 
@@ -119,7 +121,8 @@ TARGETS: dict[str, Target] = {
             # through a venv with --system-site-packages; this line only checks it.
             "numpy>=1.23.2,<2",
         ),
-        apt_packages=("python3-venv", "python3-numpy"),
+        # python3-pil: PyPI has no armv7l Pillow wheel either; it is optional (image files).
+        apt_packages=("python3-venv", "python3-numpy", "python3-pil"),
         system_site_packages=True,
         formats=("tflite",),
         backends="tflite-runtime 2.14 for .tflite (Python 3.11); pure-NumPy backend otherwise",

@@ -97,7 +97,7 @@ def test_requirements_are_exact_pins_without_tensorflow(tmp_path, small_mlp_arti
         assert 'tflite-runtime==2.14.0; python_version == "3.11"' in lines
         assert "numpy>=1.23.2,<2" in lines
     else:
-        assert {"ai-edge-litert==2.3.0", "onnxruntime==1.32.0"} <= set(lines)
+        assert {"ai-edge-litert==2.3.0", "onnxruntime==1.32.0", "pillow==13.0.0"} <= set(lines)
         assert all("==" in line for line in lines)
         assert any(line.startswith("numpy==2.") for line in lines)
 

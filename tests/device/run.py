@@ -69,13 +69,13 @@ class Arch:
 # report false divide-by-zero warnings and runs about twice as slowly. qemu-arm 7.2
 # has no 32-bit cortex-a72 model, so armhf uses cortex-a15 (ARMv7-A, NEON, VFPv4).
 # The benchmark's own dependencies (psutil, matplotlib) come from PyPI wheels on arm64;
-# PyPI has no armv7l wheels of them, so on armhf they are Debian packages, seen
+# PyPI has no armv7l wheels of them (nor of numpy, Pillow), so on armhf they are Debian packages, seen
 # through the bundle's --system-site-packages venv, as a Pi user would install them.
 ARCHES = {
     "arm64": Arch("arm64", "arm64", "aarch64", "cortex-a72", ("python3", "python3-venv", "python3-pip", "ca-certificates"),
                   bench_install='pip install "$(ls keras2edge-*.whl)[bench]"'),
     "armhf": Arch("armhf", "armv7l", "arm", "cortex-a15",
-                  ("python3", "python3-venv", "python3-pip", "ca-certificates", "python3-numpy",
+                  ("python3", "python3-venv", "python3-pip", "ca-certificates", "python3-numpy", "python3-pil",
                    "python3-psutil", "python3-matplotlib"),
                   bench_install='python -c "import psutil, matplotlib; print(psutil.__version__, matplotlib.__version__)"'),
 }

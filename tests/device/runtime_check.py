@@ -13,8 +13,8 @@ digits (top-1 identical, max |dp| within the bundle's tolerance); a truncated
 artifact raises ModelLoadError on every backend (each load in a child process, so a
 native crash is reported rather than fatal), a tampered one ManifestError; wrong shape, NaN and
 an empty batch raise InputError; an unknown backend raises BackendError; and the
-``python -m edge_runtime predict`` CLI prints one line per input and turns a bad
-input file into one error line with exit status 2. Exit status 1 on any failure.
+``python -m edge_runtime predict`` CLI prints one line per input (.npy and PNG) and
+turns a bad input file into one error line with exit status 2. Exit status 1 on any failure.
 """
 
 from __future__ import annotations
@@ -120,6 +120,16 @@ def check_bundle(bundle: Path) -> None:
                               capture_output=True, text=True, check=False)
         lines = proc.stdout.strip().splitlines()
         check(proc.returncode == 0 and len(lines) == 3, f"CLI predict on 3 digits: exit {proc.returncode}, {len(lines)} lines")
+        from PIL import Image
+
+        png = Path(tmp) / "digit.png"
+        Image.fromarray(samples.images[0]).save(png)
+        proc = subprocess.run([sys.executable, "-m", "edge_runtime", "predict", str(artifact), str(png)],
+                              capture_output=True, text=True, check=False)
+        fields = proc.stdout.strip().split("\t")
+        expected = str(int(samples.labels[0]))
+        check(proc.returncode == 0 and len(fields) == 3 and fields[1] == expected,
+              f"CLI predict on a PNG of a {expected}: exit {proc.returncode}, output {proc.stdout.strip()!r} {proc.stderr.strip().splitlines()[-1:]}")
         bad = Path(tmp) / "not-an-image.png"
         bad.write_bytes(b"not an image")
         proc = subprocess.run([sys.executable, "-m", "edge_runtime", "predict", str(artifact), str(bad)],
