@@ -171,6 +171,8 @@ def find_artifact(artifact_dir: Path, name: str) -> tuple[Path, dict[str, Any]]:
 
     Raises
     ------
+    Keras2EdgeError
+        ``artifact_dir`` is not a directory.
     ManifestError
         No manifest, an invalid one, an unknown ``name``, or a sha256 mismatch.
     ModelLoadError
@@ -227,6 +229,8 @@ def build_wheel(dest: Path) -> Path:
                 shutil.copy2(entry, src / entry.name)
             elif entry.is_dir() and entry.name != "tests" and (entry / "__init__.py").is_file():
                 shutil.copytree(entry, src / entry.name, ignore=ignore)
+        # PIP_* settings (PIP_ONLY_BINARY, PIP_REQUIRE_VIRTUALENV, ...) are meant for
+        # installs; they must not change this offline source build.
         env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
         proc = subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-index", "--no-build-isolation",
