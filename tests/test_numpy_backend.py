@@ -208,3 +208,23 @@ def test_tflite_ops_beyond_the_artifacts_match_litert(tmp_path, mnist, flavour):
     expected, got = edge_runtime.load(path).predict(images), ours.predict(images)
     assert np.abs(expected - got).max() <= (1e-5 if flavour == "float32" else 1 / 256 + 1e-6)
     np.testing.assert_array_equal(got.argmax(axis=1), expected.argmax(axis=1))
+
+
+def test_auto_with_no_backend_at_all_lists_what_to_install(dirs):
+    result = _run_blocked(
+        {"ai_edge_litert", "tflite_runtime", "tensorflow", "onnxruntime", "tflite", "onnx"},
+        f"""
+        import edge_runtime
+        for path in ({str(dirs['mlp'] / 'tflite_int8.tflite')!r}, {str(dirs['mlp'] / 'onnx_float32.onnx')!r}):
+            try:
+                edge_runtime.load(path)
+            except edge_runtime.BackendError as exc:
+                print(exc)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    tflite_line, onnx_line = result.stdout.strip().splitlines()
+    assert tflite_line.startswith("no backend for .tflite models is installed")
+    assert "pip install ai-edge-litert" in tflite_line and "pip install tflite" in tflite_line
+    assert onnx_line.startswith("no backend for .onnx models is installed")
+    assert "pip install onnxruntime" in onnx_line and "pip install onnx " in onnx_line

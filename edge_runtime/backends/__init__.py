@@ -22,8 +22,13 @@ _INSTALL_HINTS = {
     "tflite_runtime": "pip install tflite-runtime",
     "tensorflow": "pip install tensorflow",
     "onnxruntime": "pip install onnxruntime",
-    "numpy": "pip install tflite (for .tflite) or pip install onnx (for .onnx)",
 }
+# The NumPy backend reads each format with its own pure-Python package.
+_NUMPY_READERS = {"tflite": "pip install tflite", "onnx": "pip install onnx (or keras2edge[onnx-numpy])"}
+
+
+def _install_hint(name: str, fmt: str) -> str:
+    return _NUMPY_READERS[fmt] if name == "numpy" else _INSTALL_HINTS[name]
 
 __all__ = ["BACKEND_NAMES", "Backend", "TensorSpec", "candidates", "check_name", "open_backend"]
 
@@ -109,6 +114,6 @@ def open_backend(
             missing.append((name, exc.name or str(exc)))
     if backend == "auto":
         tried = ", ".join(f"{name} (no module {module})" for name, module in missing)
-        hints = "; ".join(_INSTALL_HINTS[n] for n in candidates(backend, fmt) if n != "tensorflow")
+        hints = "; ".join(_install_hint(n, fmt) for n in candidates(backend, fmt) if n != "tensorflow")
         raise BackendError(f"no backend for .{fmt} models is installed (tried {tried}); install one: {hints}")
-    raise BackendError(f"backend '{backend}' is not installed (no module {missing[0][1]}); {_INSTALL_HINTS[backend]}")
+    raise BackendError(f"backend '{backend}' is not installed (no module {missing[0][1]}); {_install_hint(backend, fmt)}")
