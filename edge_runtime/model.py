@@ -112,6 +112,12 @@ class Model:
         Hex digest of the artifact bytes.
     manifest : dict or None
         The full ``manifest.json`` document, or None when there is none.
+    preprocessing : Preprocessing
+        Scale, offset and shapes applied to ``predict`` input (manifest or defaults).
+    threads : int or None
+        The thread count given to the backend.
+    size_bytes : int
+        Size of the artifact file.
 
     Notes
     -----
@@ -142,7 +148,7 @@ class Model:
         self.manifest: dict[str, Any] | None = manifest.raw if manifest else None
         self.preprocessing = pre
         in_spec, out_spec = backend.inputs[0], backend.outputs[0]
-        per_sample = math.prod(d for d in in_spec.shape[1:])
+        per_sample = math.prod(in_spec.shape[1:])
         if any(d < 0 for d in in_spec.shape[1:]) or per_sample != math.prod(pre.model_input_shape):
             source = "manifest model_input_shape" if manifest else "default MNIST preprocessing"
             error = ManifestError if manifest else ModelLoadError
