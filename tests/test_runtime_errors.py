@@ -212,7 +212,7 @@ def test_corrupted_models_never_crash_the_process(loose, tmp_path):
     """Random byte damage gives a documented exception or a run, never a segfault."""
     cases = []
     for name, backends in (("tflite_int8.tflite", TFLITE_BACKENDS), ("onnx_int8_static.onnx", ONNX_BACKENDS)):
-        for i, blob in enumerate(_corruptions((loose / name).read_bytes(), 24, seed=len(name))):
+        for i, blob in enumerate(_corruptions((loose / name).read_bytes(), 40, seed=len(name))):
             path = tmp_path / f"{i}_{name}"
             path.write_bytes(blob)
             cases += [(str(path), backend) for backend in backends]
