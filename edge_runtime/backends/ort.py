@@ -8,6 +8,8 @@ copy it saves at 784 floats).
 
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Any
 
 import numpy as np
@@ -62,8 +64,12 @@ class OnnxRuntimeBackend(Backend):
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
+        # On a failed load ONNX Runtime prints an "EP Error ... Falling back" banner with
+        # print() and retries; the banner is dropped so a CLI error stays one line.
+        banner = io.StringIO()
         try:
-            self._session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+            with contextlib.redirect_stdout(banner), contextlib.redirect_stderr(banner):
+                self._session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own pybind types (InvalidProtobuf, Fail, ...)
             raise ModelLoadError(f"onnxruntime cannot load this ONNX model: {' '.join(str(exc).split())}") from None
         ins, outs = self._session.get_inputs(), self._session.get_outputs()
