@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.backends import Backend, TensorSpec, check_name, open_backend
-from edge_runtime.errors import BackendError, ManifestError, ModelLoadError
+from edge_runtime.errors import BackendError, InputError, ManifestError, ModelLoadError
 from edge_runtime.manifest import (
     Manifest,
     Preprocessing,
@@ -156,6 +156,7 @@ class Model:
                 f"{path}: model input {list(in_spec.shape)} does not match the {source} {list(pre.model_input_shape)}"
             )
         self._adapter = InputAdapter(pre, in_spec.dtype, in_spec.quantization)
+        self._prepare = self._adapter.__call__  # a bound method is the cheapest call
         if len(out_spec.shape) != 2 or out_spec.shape[1] < 1:
             raise ModelLoadError(f"{path}: expected an output of shape (batch, classes), got {list(out_spec.shape)}")
         self.num_classes = int(out_spec.shape[1])
@@ -177,6 +178,8 @@ class Model:
             self._out_zero = np.float32(out_spec.quantization[1])
         else:
             self._out_scale = None
+        # float32 probabilities straight from the backend: predict returns them as they are.
+        self._plain = self._out_scale is None and not self._logits
 
     def predict(self, x: Any) -> np.ndarray:
         """Class probabilities for one image or a batch.
@@ -207,19 +210,24 @@ class Model:
         >>> model.predict(images[:3]).shape  # doctest: +SKIP
         (3, 10)
         """
-        tensor = self._adapter(x)
         try:
-            raw = self._run(tensor)
+            raw = self._run(self._prepare(x))
+        except InputError:
+            raise
         except (RuntimeError, ValueError) as exc:
             raise BackendError(f"{self.backend} failed to run {self.path.name}: {' '.join(str(exc).split())}") from None
+        if self._plain and raw.dtype is _FLOAT32:
+            return raw
+        return self._postprocess(raw)
+
+    def _postprocess(self, raw: np.ndarray) -> np.ndarray:
+        """Dequantise int8 output and apply softmax to logits: float32 probabilities."""
         if self._out_scale is not None:
             out = raw.astype(np.float32)
             out -= self._out_zero
             out *= self._out_scale
-        elif raw.dtype is _FLOAT32:
-            out = raw
         else:
-            out = raw.astype(np.float32)
+            out = raw.astype(np.float32, copy=False)
         if self._logits:
             out = np.exp(out - out.max(axis=1, keepdims=True))
             out /= out.sum(axis=1, keepdims=True)
