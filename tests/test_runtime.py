@@ -254,3 +254,14 @@ def test_fixed_batch_tflite_model_runs_any_batch_size(tmp_path, images, hard_cod
     np.testing.assert_allclose(model.predict(images[:7]), singles, rtol=0, atol=1e-6)
     assert model.info()["backend_details"]["batch_loop"] is hard_coded_reshape
     np.testing.assert_allclose(model.predict(images[:3]), singles[:3], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("artifact", ["tflite_float32.tflite", "tflite_int8.tflite", "onnx_int8_static.onnx"])
+def test_reused_buffers_never_leak_between_calls(artifact_dirs, images, artifact):
+    """Alternating dtypes and batch sizes gives what a fresh model gives, and earlier results stay intact."""
+    path = artifact_dirs["mlp"] / artifact
+    model = edge_runtime.load(path)
+    sequence = [images[0], images[:5].astype(np.float32) / 255, images[1], images[:5], images[2], images[:2].reshape(2, 784)]
+    results = [model.predict(x) for x in sequence]
+    for x, got in zip(sequence, results):
+        np.testing.assert_array_equal(got, edge_runtime.load(path).predict(x))
