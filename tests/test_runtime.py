@@ -265,3 +265,27 @@ def test_reused_buffers_never_leak_between_calls(artifact_dirs, images, artifact
     results = [model.predict(x) for x in sequence]
     for x, got in zip(sequence, results):
         np.testing.assert_array_equal(got, edge_runtime.load(path).predict(x))
+
+
+def test_tflite_runtime_backend_is_wired_like_litert(artifact_dirs, images, tmp_path):
+    """tflite_runtime (the 32-bit Pi wheel) has LiteRT's Interpreter API; a stand-in proves the wiring."""
+    path = artifact_dirs["mlp"] / "tflite_int8.tflite"
+    np.save(tmp_path / "x.npy", images[:8])
+    code = textwrap.dedent(
+        f"""
+        import sys, types, numpy as np
+        import ai_edge_litert.interpreter as litert
+        package, module = types.ModuleType("tflite_runtime"), types.ModuleType("tflite_runtime.interpreter")
+        module.Interpreter = litert.Interpreter
+        package.interpreter = module
+        sys.modules.update({{"tflite_runtime": package, "tflite_runtime.interpreter": module}})
+        import edge_runtime
+        model = edge_runtime.load({str(path)!r}, backend="tflite_runtime", threads=1)
+        np.save({str(tmp_path / 'p.npy')!r}, model.predict(np.load({str(tmp_path / 'x.npy')!r})))
+        print(model.backend, model.threads)
+        """
+    )
+    result = _run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["tflite_runtime", "1"]
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), edge_runtime.load(path).predict(images[:8]))
