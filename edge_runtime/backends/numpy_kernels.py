@@ -102,10 +102,12 @@ def exact_dtype(depth: int) -> type:
     return np.float32 if depth * 255 * 128 < 2**24 else np.float64
 
 
-def requantize(acc: np.ndarray, multiplier: np.ndarray | float, zero_point: int, dtype: np.dtype) -> np.ndarray:
-    """int32 accumulator -> quantised output: ``saturate(rint(acc * multiplier) + zero_point)``.
+def requantize(acc: np.ndarray, multiplier: np.ndarray, zero_point: int, dtype: np.dtype, bounds: tuple[int, int] | None = None) -> np.ndarray:
+    """int32 accumulator -> quantised output: ``clip(rint(acc * multiplier) + zero_point)``.
 
-    The product is taken in float32, like XNNPACK's and ONNX Runtime's fp32 requantisation.
+    The product is taken in float32, like XNNPACK's and ONNX Runtime's fp32
+    requantisation. ``bounds`` narrows the clip to a fused activation's range;
+    by default it is ``dtype``'s range.
     """
-    scaled = acc.astype(np.float32) * np.asarray(multiplier, dtype=np.float32)
-    return saturate(np.rint(scaled) + zero_point, dtype)
+    lo, hi = INT_RANGES[np.dtype(dtype)] if bounds is None else bounds
+    return np.clip(np.rint(acc.astype(np.float32) * multiplier) + zero_point, lo, hi).astype(dtype)

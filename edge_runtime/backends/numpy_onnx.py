@@ -319,10 +319,6 @@ def _output_scale(a_scale: np.float32, w_scale: np.ndarray, y_scale: np.float32)
     return ((a_scale * w_scale.astype(np.float32)).astype(np.float32) / y_scale).astype(np.float32)
 
 
-def _requant(acc: np.ndarray, multiplier: np.ndarray, zp: np.ndarray) -> np.ndarray:
-    return K.saturate(np.rint(acc.astype(np.float32) * multiplier) + np.float32(zp), zp.dtype)
-
-
 def _fused_matmul(node: Any, attrs: dict[str, Any], a: tuple, w: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None, y: tuple) -> Kernel | None:
     if node.op_type == "Gemm" and (attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0):
         return None
@@ -334,7 +330,7 @@ def _fused_matmul(node: Any, attrs: dict[str, Any], a: tuple, w: np.ndarray, w_s
         acc = (x.astype(np.float64) - a_zp) @ weights
         if bias is not None:
             acc += bias
-        return _requant(acc, multiplier, y[1])
+        return K.requantize(acc, multiplier, int(y[1]), y[1].dtype)
 
     return qgemm
 
@@ -352,7 +348,7 @@ def _fused_conv(node: Any, attrs: dict[str, Any], a: tuple, w: np.ndarray, w_sca
         acc = acc.astype(np.float64)
         if bias is not None:
             acc += bias
-        return np.ascontiguousarray(_requant(acc, multiplier, y[1]).transpose(0, 3, 1, 2))
+        return np.ascontiguousarray(K.requantize(acc, multiplier, int(y[1]), y[1].dtype).transpose(0, 3, 1, 2))
 
     return qlinear_conv
 

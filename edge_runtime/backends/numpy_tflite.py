@@ -99,13 +99,9 @@ def _quant_bounds(code: int, out: Tensor) -> tuple[int, int]:
 
 def _requantizer(multiplier: np.ndarray | float, out: Tensor, activation: int) -> Callable[[np.ndarray], np.ndarray]:
     _, zp = out.qparams()
-    qmin, qmax = _quant_bounds(activation, out)
+    bounds = _quant_bounds(activation, out)
     mult = np.asarray(multiplier, dtype=np.float32)
-
-    def requant(acc: np.ndarray) -> np.ndarray:
-        return np.clip(np.rint(acc.astype(np.float32) * mult) + zp, qmin, qmax).astype(out.dtype)
-
-    return requant
+    return lambda acc: K.requantize(acc, mult, zp, out.dtype, bounds)
 
 
 def _dynamic_quantize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
