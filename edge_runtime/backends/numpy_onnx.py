@@ -417,9 +417,7 @@ def fuse_qdq(nodes: list[Any], constants: dict[str, np.ndarray], graph_outputs: 
                 dq_b = dq_of(node.input[2])
                 if dq_b is None or dq_b.input[0] not in constants or constants[dq_b.input[0]].dtype != np.int32:
                     continue
-                bias = constants[dq_b.input[0]].astype(np.float64)
-                if node.op_type == "Conv":
-                    bias = bias.reshape(1, -1, 1, 1).transpose(0, 2, 3, 1).reshape(-1)
+                bias = constants[dq_b.input[0]].astype(np.float64).reshape(-1)  # per output channel
             build = _fused_conv if node.op_type == "Conv" else _fused_matmul
             kernel = build(node, attrs, a, w, w_scale.reshape(-1), bias, y)
         if kernel is None:
