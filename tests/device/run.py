@@ -22,8 +22,8 @@ QEMU user-mode emulation (qemu-user-static + binfmt_misc). This script
 Timings measured here come from an emulated CPU and say nothing about a real Pi;
 they are reported only as "ran under emulation".
 
-Needs root (debootstrap, chroot, mount) and network access to deb.debian.org and
-PyPI. Usage::
+Needs root (debootstrap, chroot, mount) and network access to the Debian archive
+this machine's apt uses (or ``KERAS2EDGE_DEBIAN_MIRROR``) and to PyPI. Usage::
 
     sudo .venv/bin/python tests/device/run.py [--artifacts DIR] [--arch arm64,armhf]
 """
@@ -47,7 +47,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 DEFAULT_CACHE = Path(os.environ.get("KERAS2EDGE_DEVICE_CACHE", "/var/cache/keras2edge-device"))
-MIRROR = "http://deb.debian.org/debian"
+
+
+def debian_mirror() -> str:
+    """The Debian archive this machine's apt already uses, so no host name is baked in here."""
+    if os.environ.get("KERAS2EDGE_DEBIAN_MIRROR"):
+        return os.environ["KERAS2EDGE_DEBIAN_MIRROR"]
+    sources = sorted(Path("/etc/apt/sources.list.d").glob("*.sources")) + [Path("/etc/apt/sources.list")]
+    for source in sources:
+        with contextlib.suppress(OSError):
+            for line in source.read_text().splitlines():
+                words = line.split()
+                if words[:1] == ["URIs:"] and len(words) > 1 and "security" not in words[1]:
+                    return words[1]
+                if words[:1] == ["deb"] and len(words) > 2 and "security" not in words[-3 if words[1].startswith("[") else 1]:
+                    return words[2] if words[1].startswith("[") else words[1]
+    raise SetupError("no Debian mirror found in /etc/apt; set KERAS2EDGE_DEBIAN_MIRROR")
+
 SUITE = "bookworm"
 STEP_TIMEOUT = 1800
 USER = "pi"
@@ -149,7 +165,7 @@ def ensure_rootfs(cache: Path, arch: Arch) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     shutil.rmtree(root, ignore_errors=True)
     sh(["debootstrap", f"--arch={arch.debian}", "--variant=minbase", f"--include={','.join(arch.packages)}",
-        SUITE, str(partial), MIRROR], timeout=3600)
+        SUITE, str(partial), debian_mirror()], timeout=3600)
     sh(["chroot", str(partial), "/usr/sbin/useradd", "--create-home", "--shell", "/bin/sh", USER],
        env={**_base_env(arch), "HOME": "/root"})
     (partial / ".keras2edge-rootfs").write_text(wanted + "\n")
