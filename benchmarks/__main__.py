@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge_runtime.atomic import check_output_dir, staged_dir
-from edge_runtime.cli_support import run_cli
+from edge_runtime.cli_support import ArgumentParser, run_cli
 from edge_runtime.errors import Keras2EdgeError
 
 PROG = "python -m benchmarks"
@@ -44,7 +44,7 @@ def positive_int_list(text: str, option: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface (also used to render ``--help``)."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG,
         description="Benchmark every artifact in a keras2edge artifact directory on this machine: latency per "
                     "backend, batch size and thread count, edge_runtime vs a hand-written interpreter loop, cold "

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from edge_runtime.cli_support import run_cli
+from edge_runtime.cli_support import ArgumentParser, run_cli
 from edge_runtime.errors import Keras2EdgeError
 
 PROG = "python -m convert"
@@ -20,7 +20,7 @@ PROG = "python -m convert"
 def build_convert_parser() -> argparse.ArgumentParser:
     from convert.formats import ALL_KINDS
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG,
         description="Convert a Keras classifier to TFLite and ONNX artifacts (float32, float16, int8) "
         "with a manifest.json. Use 'python -m convert parity DIR' to check them against the Keras model.",
@@ -75,7 +75,7 @@ PRECISIONS = ("float32", "float16", "int8")
 def build_parity_parser() -> argparse.ArgumentParser:
     from convert.parity import DEFAULT_GATES
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=f"{PROG} parity",
         description="Compare every artifact in DIR with its Keras model on the test images; write DIR/parity.json "
         "and DIR/parity.md; exit 1 if any artifact misses its gate.",

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.backends import BACKEND_NAMES
-from edge_runtime.cli_support import run_cli
+from edge_runtime.cli_support import ArgumentParser, run_cli
 from edge_runtime.errors import DataError, InputError
 from edge_runtime.idx import parse_idx, read_idx_bytes
 from edge_runtime.images import IMAGE_SUFFIXES, load_image
@@ -198,7 +198,7 @@ def add_info(subparsers: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m edge_runtime`` parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_predict(subparsers)
     add_info(subparsers)

@@ -6,13 +6,27 @@ exit status, never a Python traceback, for anything they can fix themselves.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from edge_runtime.errors import Keras2EdgeError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose usage errors are one line, like every other error.
+
+    The stock parser prints its whole usage block before the message; a user who
+    mistyped one option needs only the message and where to look. Sub-command
+    parsers inherit this class through ``add_subparsers``.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def run_cli(prog: str, main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:

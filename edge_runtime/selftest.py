@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.backends import BACKEND_NAMES
-from edge_runtime.cli_support import run_cli
+from edge_runtime.cli_support import ArgumentParser, run_cli
 from edge_runtime.errors import DataError, Keras2EdgeError, ManifestError
 
 PROG = "python -m edge_runtime.selftest"
@@ -342,7 +342,7 @@ def add_subparser(subparsers: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m edge_runtime.selftest``."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

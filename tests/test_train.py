@@ -109,3 +109,8 @@ def test_damaged_data_directory_fails_cleanly_and_writes_nothing(tmp_path, damag
 def test_invalid_hyper_parameter_is_a_one_line_error(tmp_path):
     proc = run_train("--out", str(tmp_path / "run"), "--epochs", "0")
     assert_one_line_error(proc, "--epochs must be >= 1")
+
+
+def test_usage_error_is_one_line_without_the_usage_block(tmp_path):
+    proc = run_train("--out", str(tmp_path / "run"), "--epochs", "many")
+    assert_one_line_error(proc, "invalid int value: 'many'")

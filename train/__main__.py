@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from edge_runtime.atomic import check_output_dir, staged_dir, write_json
-from edge_runtime.cli_support import run_cli
+from edge_runtime.cli_support import ArgumentParser, run_cli
 from train.data import load_dataset
 from train.models import ARCHITECTURES
 from train.training import TrainConfig, train_model
@@ -18,7 +18,7 @@ PROG = "python -m train"
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=PROG,
         description="Train a Keras classifier on MNIST-style data (bundled MNIST by default).",
     )
