@@ -93,8 +93,9 @@ def convert_model(
         Data whose **training** split calibrates the int8 artifacts, and whose image
         shape the model must accept. A :class:`~train.data.Dataset` or anything
         :func:`train.data.load_dataset` accepts; ``None`` is the bundled MNIST.
-    formats : sequence of ArtifactKind, optional
-        Which artifacts to write (default: all seven).
+    formats : sequence of ArtifactKind or str, optional
+        Which artifacts to write, as kinds or manifest names such as
+        ``"tflite_int8"`` (default: all seven).
     calibration_samples : int
         Number of training images used to calibrate full-integer / static int8.
     seed : int
@@ -123,7 +124,7 @@ def convert_model(
     """
     quiet_libraries()
     say = progress or (lambda line: None)
-    kinds = tuple(formats) if formats else ALL_KINDS
+    kinds = tuple(k if isinstance(k, ArtifactKind) else ArtifactKind.from_name(k) for k in formats) if formats else ALL_KINDS
     check_output_dir(out_dir, force)
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     source = load_source_model(model_path)

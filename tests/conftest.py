@@ -42,8 +42,13 @@ def small_mlp_path(tmp_path_factory, mnist) -> Path:
 
 @pytest.fixture(scope="session")
 def small_cnn_path(tmp_path_factory, mnist) -> Path:
-    """The small CNN trained on 12,000 MNIST images."""
-    return _train_small(tmp_path_factory, mnist, "cnn", epochs=2)
+    """The small CNN trained on 12,000 MNIST images (~93% test accuracy).
+
+    Three epochs, not two: a CNN that has barely learned has many images near a
+    decision boundary, where int8 rounding flips the top-1 class and the agreement
+    gate measures the fixture's weakness instead of the converter.
+    """
+    return _train_small(tmp_path_factory, mnist, "cnn", epochs=3)
 
 
 CALIBRATION_SAMPLES = 200

@@ -25,12 +25,6 @@ PAIRS = [
     for name in PRECISION
     for backend in (("litert", "tensorflow", "numpy") if name.startswith("tflite") else ("onnxruntime", "numpy"))
 ]
-# Measured, not assumed: the session's small CNN (2 epochs on 12k images, calibrated on
-# 200 images) gives a full-int8 TFLite artifact that agrees with Keras on 98.7% of the
-# 2,000 images on every backend alike (LiteRT, TF Lite, NumPy give identical outputs),
-# so the shortfall is the artifact's, not the runtime's. Strict: it must keep failing
-# until the converter's calibration improves, and then this mark has to go.
-ARTIFACT_MISSES_GATE = {("cnn", "tflite_int8")}
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +44,7 @@ def reference(mnist, small_mlp_path, small_cnn_path, small_mlp_artifacts, small_
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
 @pytest.mark.parametrize(("name", "backend"), PAIRS)
-def test_backend_artifact_pair_meets_the_parity_gate(request, reference, arch, name, backend):
-    if (arch, name) in ARTIFACT_MISSES_GATE:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="small CNN's full-int8 artifact misses the int8 agreement gate"))
+def test_backend_artifact_pair_meets_the_parity_gate(reference, arch, name, backend):
     images, labels, per_arch = reference
     directory, keras_probs = per_arch[arch]
     if backend == "tensorflow":
