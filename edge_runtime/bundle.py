@@ -229,6 +229,9 @@ def build_wheel(dest: Path) -> Path:
                 shutil.copy2(entry, src / entry.name)
             elif entry.is_dir() and entry.name != "tests" and (entry / "__init__.py").is_file():
                 shutil.copytree(entry, src / entry.name, ignore=ignore)
+        # A device never trains: leave the 11 MB MNIST training copy out of its wheel
+        # (the self-test uses the 20 digits in edge_runtime/samples).
+        shutil.rmtree(src / "train" / "mnist", ignore_errors=True)
         # PIP_* settings (PIP_ONLY_BINARY, PIP_REQUIRE_VIRTUALENV, ...) are meant for
         # installs; they must not change this offline source build.
         env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
