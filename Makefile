@@ -1,13 +1,14 @@
 # Two entry points, each installs what it needs into .venv first:
 #   make demo   train -> convert -> parity -> benchmark -> report on the bundled MNIST
 #   make test   the test suite
+#   make device emulated Raspberry Pi checks (arm64, armhf) on the demo's artifacts; needs root
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= out
 STAMP := $(VENV)/.keras2edge-installed
 
-.PHONY: demo test install clean
+.PHONY: demo test device install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+device: $(STAMP)
+	test -f $(OUT)/artifacts/manifest.json || $(MAKE) demo
+	$(PY) tests/device/run.py --artifacts $(OUT)/artifacts
 
 clean:
 	rm -rf $(OUT) build dist *.egg-info
