@@ -25,17 +25,9 @@ MANIFEST_NAME = "manifest.json"
 
 def tool_versions() -> dict[str, str]:
     """Versions of every library that shaped the artifacts' bytes."""
-    from importlib.metadata import PackageNotFoundError, version
+    from train.training import TRAINING_LIBRARIES, library_versions
 
-    from train.training import library_versions
-
-    versions = library_versions()
-    for dist in ("tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"):
-        try:
-            versions[dist] = version(dist)
-        except PackageNotFoundError:
-            continue
-    return versions
+    return library_versions((*TRAINING_LIBRARIES, "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"))
 
 
 def preprocessing_record(source: SourceModel, image_shape: tuple[int, int]) -> dict[str, Any]:

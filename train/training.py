@@ -45,12 +45,18 @@ class TrainConfig:
             raise Keras2EdgeError(f"--train-limit must be >= 2, got {self.train_limit}")
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that determine a model's weights and artifacts."""
+TRAINING_LIBRARIES = ("tensorflow", "tensorflow-cpu", "keras", "keras2edge")
+
+
+def library_versions(dists: tuple[str, ...] = TRAINING_LIBRARIES) -> dict[str, str]:
+    """Versions of Python, numpy and the installed ``dists``, which determine a model's bytes.
+
+    Distributions that are not installed are left out rather than guessed.
+    """
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {"python": platform.python_version(), "numpy": np.__version__}
-    for dist in ("tensorflow", "tensorflow-cpu", "keras", "keras2edge"):
+    for dist in dists:
         try:
             versions[dist] = version(dist)
         except PackageNotFoundError:
