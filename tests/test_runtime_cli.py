@@ -137,7 +137,7 @@ def test_info_reports_backend_dtypes_quantisation_size_sha256_and_manifest(model
         (["predict", "{model}", "{png0}", "--backend", "tpu"], "unknown backend 'tpu'"),
         (["predict", "{model}", "{png0}", "--top-k", "11"], "more than the model's 10 classes"),
         (["info", "{png0}"], "not a TFLite or ONNX model"),
-        (["info", "{truncated}"], "cannot load this TFLite model"),
+        (["info", "{truncated}"], "corrupt or truncated TFLite flatbuffer"),
         (["info", "{truncated_onnx}"], "cannot load this ONNX model"),
         (["info", "{tampered}"], "does not match manifest.json"),
     ],

@@ -11,6 +11,7 @@ runtime is present.
 from __future__ import annotations
 
 from edge_runtime.backends.base import Backend, TensorSpec
+from edge_runtime.backends.tflite_format import verify_tflite
 from edge_runtime.errors import BackendError
 
 TFLITE_ORDER = ("litert", "tflite_runtime", "tensorflow", "numpy")
@@ -104,8 +105,10 @@ def open_backend(
     BackendError
         Unknown name, or none of the candidates is installed.
     ModelLoadError
-        The backend rejected the artifact.
+        A ``.tflite`` file fails :func:`verify_tflite`, or the backend rejected the artifact.
     """
+    if fmt == "tflite":
+        verify_tflite(data)  # before any native interpreter follows the file's offsets
     missing: list[tuple[str, str]] = []
     for name in candidates(backend, fmt):
         try:

@@ -432,6 +432,10 @@ def _read_tensor(model: Any, tensor: Any, data: bytes) -> Tensor:
 class TFLiteGraph:
     """A parsed subgraph 0 of a ``.tflite`` model, ready to run.
 
+    ``data`` must already have passed
+    :func:`~edge_runtime.backends.tflite_format.verify_tflite` (``open_backend``
+    does that for every TFLite backend), so offsets and indices are in range here.
+
     Raises
     ------
     ModelLoadError
@@ -445,8 +449,6 @@ class TFLiteGraph:
 
         try:
             model = tflite.Model.GetRootAs(data, 0)
-            if model.SubgraphsLength() < 1:
-                raise ModelLoadError("TFLite model has no subgraph")
             graph = model.Subgraphs(0)
             self.tensors = [_read_tensor(model, graph.Tensors(i), data) for i in range(graph.TensorsLength())]
             self.input_ids = [int(i) for i in graph.InputsAsNumpy()]
