@@ -37,12 +37,10 @@ import contextlib
 import hmac
 import ipaddress
 import json
-import os
 import queue
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -596,21 +594,14 @@ def _b64(item: object, index: int) -> bytes:
 
 
 def _decode_image(data: bytes, where: str, shape: tuple[int, int]) -> np.ndarray:
-    """PNG/JPEG bytes -> model-sized uint8 image, through the runtime's one image reader.
+    """PNG/JPEG bytes -> model-sized uint8 image, decoded in memory (nothing touches the disk).
 
-    ``images.load_image`` reads only paths, so the bytes go through a private
-    temporary file whose name the server chooses and which is removed at once.
+    Errors name ``where`` (``body``, ``images_b64[3]``), never a server path.
     """
-    fd, name = tempfile.mkstemp(prefix="keras2edge-serve-")
     try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-        return load_image(name, tuple(shape))
+        return load_image(data, tuple(shape), name=where)
     except Keras2EdgeError as exc:
-        message = str(exc).replace(name, where) if name in str(exc) else f"{where}: {exc}"
-        raise _HTTPError(HTTPStatus.BAD_REQUEST, message) from None
-    finally:
-        os.unlink(name)
+        raise _HTTPError(HTTPStatus.BAD_REQUEST, str(exc)) from None
 
 
 def _pixel_array(items: list[Any]) -> np.ndarray:

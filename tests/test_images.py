@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 import edge_runtime
 from edge_runtime import DataError
@@ -94,3 +96,50 @@ def test_missing_image_and_directory_raise_data_error(tmp_path):
     folder.mkdir()
     with pytest.raises(DataError, match="is a directory"):
         load_image(folder)
+
+
+def _png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_bytes_and_binary_stream_decode_like_the_file(mnist, tmp_path):
+    photo = tmp_path / "p.jpg"
+    _photo_of(mnist.x_test[5], photo, np.random.default_rng(1))
+    from_file = load_image(photo)
+    data = photo.read_bytes()
+    np.testing.assert_array_equal(load_image(data), from_file)
+    np.testing.assert_array_equal(load_image(bytearray(data)), from_file)
+    with photo.open("rb") as stream:
+        np.testing.assert_array_equal(load_image(stream), from_file)
+
+
+def test_image_over_the_pixel_limit_is_refused_before_decoding(monkeypatch):
+    bomb = io.BytesIO()
+    Image.new("1", (5000, 4000)).save(bomb, format="PNG")  # 20 Mpx in a few kB
+    decoded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size))
+    with pytest.raises(DataError, match="5000x4000 pixels, more than the limit of 16777216"):
+        load_image(bomb.getvalue())
+    assert decoded == []
+
+
+def test_pixel_limit_is_configurable(mnist):
+    data = _png_bytes(mnist.x_test[0])
+    np.testing.assert_array_equal(load_image(data, max_pixels=28 * 28), mnist.x_test[0])
+    with pytest.raises(DataError, match="more than the limit of 783"):
+        load_image(data, max_pixels=28 * 28 - 1)
+
+
+def test_errors_on_bytes_use_the_given_name(mnist):
+    with pytest.raises(DataError, match=r"^images_b64\[2\]: cannot read image"):
+        load_image(b"not an image", name="images_b64[2]")
+    with pytest.raises(DataError, match=r"^image bytes: cannot read image"):
+        load_image(_png_bytes(mnist.x_test[0])[:60])
+
+
+def test_text_mode_stream_raises_data_error(tmp_path):
+    (tmp_path / "t.png").write_bytes(b"abc")
+    with (tmp_path / "t.png").open("r") as stream, pytest.raises(DataError, match="binary mode"):
+        load_image(stream)

@@ -19,7 +19,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -147,11 +146,8 @@ def encode(image: np.ndarray, fmt: str = "PNG") -> bytes:
 
 
 def decode(data: bytes) -> np.ndarray:
-    """What the library makes of these image bytes when they are read from a file."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "image"
-        path.write_bytes(data)
-        return image_io.load_image(path)
+    """What the library makes of these image bytes."""
+    return image_io.load_image(data)
 
 
 def assert_json_error(status_body, status: int) -> dict:
@@ -273,20 +269,48 @@ def test_malformed_json_predict_is_400_with_json_error(served, body, fragment):
     assert fragment in error["error"]
 
 
-def test_png_body_that_is_not_an_image_is_400_without_server_paths(served):
+def test_png_body_that_is_not_an_image_is_400_naming_the_body(served):
     server, _ = served
     error = assert_json_error(call(server, "POST", "/v1/predict", b"\x89PNG garbage", {"Content-Type": "image/png"}), 400)
-    assert error["error"].startswith("body: ") and tempfile.gettempdir() not in error["error"]
+    assert error["error"].startswith("body: cannot read image")
 
 
-def test_decoded_images_leave_no_temporary_files(served, mnist):
+@contextlib.contextmanager
+def files_opened() -> Iterator[list[tuple[str, str]]]:
+    """Record (path, mode) of every file any thread opens inside the block (audit hook)."""
+    opened: list[tuple[str, str]] = []
+    _OPEN_RECORDERS.append(opened)
+    try:
+        yield opened
+    finally:
+        _OPEN_RECORDERS.remove(opened)
+
+
+_OPEN_RECORDERS: list[list[tuple[str, str]]] = []
+
+
+def _record_opens(event: str, args: tuple) -> None:
+    if event == "open" and _OPEN_RECORDERS:
+        path, mode, flags = args
+        writes = bool(mode and any(c in mode for c in "wax+")) or bool((flags or 0) & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        for opened in _OPEN_RECORDERS:
+            opened.append((str(path), "write" if writes else "read"))
+
+
+sys.addaudithook(_record_opens)  # audit hooks cannot be removed; it records only inside files_opened()
+
+
+def test_predict_decodes_images_in_memory_and_never_opens_a_client_named_path(served, mnist, model_path):
+    """Image bodies are decoded from the request bytes: no temporary file, no path taken from the client."""
     server, _ = served
-    leftovers = lambda: sorted(Path(tempfile.gettempdir()).glob("keras2edge-serve-*"))  # noqa: E731
-    before = leftovers()
-    call(server, "POST", "/v1/predict", encode(mnist.x_test[0]), {"Content-Type": "image/png"})
-    call(server, "POST", "/v1/predict", b"not an image", {"Content-Type": "image/jpeg"})
-    post_json(server, {"images_b64": [base64.b64encode(encode(mnist.x_test[1])).decode(), "bm90IGFuIGltYWdl"]})
-    assert leftovers() == before
+    client_path = str(model_path)  # a real file the server could read if it took paths from clients
+    with files_opened() as opened:
+        assert call(server, "POST", "/v1/predict", encode(mnist.x_test[0]), {"Content-Type": "image/png"})[0] == 200
+        b64 = [base64.b64encode(encode(mnist.x_test[1])).decode(), base64.b64encode(client_path.encode()).decode()]
+        assert_json_error(post_json(server, {"images_b64": b64}), 400)
+        assert_json_error(call(server, "POST", "/v1/predict", client_path.encode(), {"Content-Type": "image/png"}), 400)
+    assert [entry for entry in opened if entry[1] == "write"] == []
+    assert client_path not in [path for path, _ in opened]
 
 
 def test_unsupported_content_type_is_415(served):
