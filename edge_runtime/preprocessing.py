@@ -82,15 +82,20 @@ class InputAdapter:
             raise ModelLoadError(f"model input is {self.dtype.name} but has no quantisation parameters")
         if self.dtype not in _QUANT_RANGES and self.dtype != np.float32:
             raise ModelLoadError(f"model input dtype {self.dtype.name} is not supported (float32, int8 or uint8)")
-        self._pixels_into = self._pixel_converter(pre)
+        self._pixels_into, self._pixel_dtype = self._pixel_converter(pre)
         self._lo = pre.offset
         self._hi = pre.offset + 255 * pre.scale
         self._slack = _RANGE_SLACK * (self._hi - self._lo)
         self._buffer = np.empty((0, *self.sample_shape), dtype=self.dtype)
         self._last_pixels: tuple[int, ...] | None = None  # shape of the last uint8 input
+        self._pixel_view = self._buffer  # the buffer as the converter writes it, in that shape
 
-    def _pixel_converter(self, pre: Preprocessing) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    def _pixel_converter(self, pre: Preprocessing) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], np.dtype]:
         """The cheapest exact uint8 -> model-input conversion, chosen once.
+
+        Returns the converter ``f(pixels, out)`` and the dtype ``out`` must be viewed
+        as (the int8 wrapping add writes the bit pattern as uint8); ``out`` has the
+        shape of ``pixels``, so steady-state calls need no reshape.
 
         float32 models: ``float32(pixels) * float32(scale) (+ offset)``, the
         training preprocessing itself. Quantised models whose quantisation maps pixel p to
@@ -109,14 +114,14 @@ class InputAdapter:
             def scale_and_shift_pixels(x: np.ndarray, out: np.ndarray) -> np.ndarray:
                 return _add(scale_pixels(x, out), offset, out=out)
 
-            return scale_pixels if pre.offset == 0 else scale_and_shift_pixels
+            return (scale_pixels if pre.offset == 0 else scale_and_shift_pixels), self.dtype
         pixels = np.arange(256, dtype=np.float64) * pre.scale + pre.offset
         lut = self._convert_float(pixels)
         shift = int(lut[0])
         if np.array_equal(lut.astype(np.int64), np.arange(256) + shift):
             k = np.uint8(shift % 256)  # p + shift, as the int8/uint8 bit pattern
-            return lambda x, out: np.add(x, k, out=out.view(np.uint8))
-        return lambda x, out: np.take(lut, x, out=out)
+            return (lambda x, out: _add(x, k, out=out)), _UINT8
+        return (lambda x, out: np.take(lut, x, out=out)), self.dtype
 
     def _convert_float(self, x: np.ndarray) -> np.ndarray:
         if self._quant is None:
@@ -148,10 +153,10 @@ class InputAdapter:
             NaN/inf, or float values outside the scaled range.
         """
         if x.__class__ is np.ndarray and x.shape == self._last_pixels and x.dtype is _UINT8:
-            # Same uint8 layout as last time (the serving case): nothing to re-check.
-            out = self._buffer
-            self._pixels_into(x.reshape(out.shape), out)
-            return out
+            # Same uint8 layout as last time (the serving case): nothing to re-check,
+            # and the buffer view of that layout is already made.
+            self._pixels_into(x, self._pixel_view)
+            return self._buffer
         if type(x) is not np.ndarray:
             try:
                 x = np.asarray(x)
@@ -161,8 +166,9 @@ class InputAdapter:
         n = 1 if shape in self._sample_shapes else self.batch_shape(shape)
         if x.dtype is _UINT8:
             out = self._buffer if self._buffer.shape[0] == n else self._out(n)
-            self._pixels_into(x.reshape(out.shape), out)
+            self._pixel_view = out.view(self._pixel_dtype).reshape(shape)
             self._last_pixels = shape
+            self._pixels_into(x, self._pixel_view)
             return out
         if x.dtype.kind != "f" or x.dtype.itemsize > 8:  # any byte order; not longdouble
             raise InputError(

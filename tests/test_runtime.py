@@ -267,6 +267,18 @@ def test_reused_buffers_never_leak_between_calls(artifact_dirs, images, artifact
         np.testing.assert_array_equal(got, edge_runtime.load(path).predict(x))
 
 
+@pytest.mark.parametrize("artifact", ["tflite_dynamic_int8.tflite", "tflite_int8.tflite", "onnx_int8_static.onnx"])
+def test_switching_uint8_layouts_at_the_same_batch_size_converts_each_call_afresh(artifact_dirs, images, artifact):
+    """The steady-state uint8 path keeps a view of its buffer per layout; a new layout must not reuse a stale one."""
+    path = artifact_dirs["mlp"] / artifact
+    model = edge_runtime.load(path)
+    sequence = [images[0], images[0], images[1].reshape(784), images[2][None], images[2][None],
+                images[3].reshape(1, 784), images[4], images[5][None, :, :, None]]
+    results = [model.predict(x) for x in sequence]
+    for x, got in zip(sequence, results):
+        np.testing.assert_array_equal(got, edge_runtime.load(path).predict(x))
+
+
 def test_tflite_runtime_backend_is_wired_like_litert(artifact_dirs, images, tmp_path):
     """tflite_runtime (the 32-bit Pi wheel) has LiteRT's Interpreter API; a stand-in proves the wiring."""
     path = artifact_dirs["mlp"] / "tflite_int8.tflite"
