@@ -82,6 +82,11 @@ def _damage(data: bytes, kind: str) -> bytes:
         start = name._tab.Pos + name._tab.Offset(10)
         start += struct.unpack_from("<I", data, start)[0]
         return _patched(data, start, "<I", len(data))
+    if kind == "tensor_name_not_utf8":
+        name = graph.Tensors(0)
+        start = name._tab.Pos + name._tab.Offset(10)
+        start += struct.unpack_from("<I", data, start)[0]
+        return _patched(data, start + 4, "<B", 0xFF)
     if kind == "no_subgraph":
         vector = _field_pos(model, 8)
         vector += struct.unpack_from("<I", data, vector)[0]
@@ -109,6 +114,7 @@ def _damage(data: bytes, kind: str) -> bytes:
         ("root_offset_past_end", "Model table at byte [0-9]+ lies outside the file"),
         ("vtable_outside_file", "vtable"),
         ("tensor_name_runs_past_end", "runs past the end"),
+        ("tensor_name_not_utf8", "not valid UTF-8"),
         ("no_subgraph", "no subgraph"),
         ("tensor_buffer_index", "refers to buffer"),
         ("operator_code_index", "refers to operator code"),
@@ -164,6 +170,14 @@ def _tiny_model(buffer_offset: int, buffer_size: int, padding: int) -> bytes:
     tflite.ModelAddBuffers(b, vectors[1])
     b.Finish(b.EndObject(), file_identifier=b"TFL3")
     return bytes(b.Output()) + bytes(padding)
+
+
+def test_tensor_name_that_is_not_utf8_raises_model_load_error_on_litert(int8_bytes, tmp_path):
+    """LiteRT would load it, then fail decoding the name in get_input_details with UnicodeDecodeError."""
+    path = tmp_path / "bad_name.tflite"
+    path.write_bytes(_damage(int8_bytes, "tensor_name_not_utf8"))
+    with pytest.raises(ModelLoadError, match="not valid UTF-8"):
+        edge_runtime.load(path, backend="litert")
 
 
 def test_buffer_stored_outside_the_flatbuffer_must_lie_inside_the_file():

@@ -12,6 +12,7 @@ bytes):
   TFLite schema defines for the model, subgraphs, tensors, quantisation and
   sparsity parameters, operators, operator codes, buffers, metadata and signature
   definitions lies inside the file and is aligned as flatbuffers requires;
+  strings are NUL-terminated and UTF-8 (the interpreters decode tensor names);
 - operator option tables lie inside the file; the two builtin option types that
   hold a vector (``ReshapeOptions.new_shape``, ``SqueezeOptions.squeeze_dims``) have
   it checked too (all others hold scalars only);
@@ -165,8 +166,13 @@ def _walk(reader: _Reader, pos: int, name: str) -> dict[int, int]:
             reader.scalar(fmt, where, what)
         elif isinstance(kind, _Vec):
             begin, length = reader.vector(where, kind.size, what)
-            if kind.text and (begin + length >= reader.end or reader.data[begin + length] != 0):
-                raise reader.fail(f"{what}: string is not NUL-terminated inside the file")
+            if kind.text:
+                if begin + length >= reader.end or reader.data[begin + length] != 0:
+                    raise reader.fail(f"{what}: string is not NUL-terminated inside the file")
+                try:  # interpreters hand names to Python, which decodes them
+                    reader.data[begin : begin + length].decode("utf-8")
+                except UnicodeDecodeError:
+                    raise reader.fail(f"{what}: string at byte {begin} is not valid UTF-8") from None
         elif isinstance(kind, _Tables):
             begin, length = reader.vector(where, 4, what)
             for i in range(length):
