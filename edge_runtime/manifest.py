@@ -15,9 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from edge_runtime.errors import ManifestError
 
@@ -26,8 +25,7 @@ SUPPORTED_SCHEMA_VERSIONS = (1,)
 MNIST_SCALE = 1.0 / 255.0
 
 
-@dataclass(frozen=True)
-class Preprocessing:
+class Preprocessing(NamedTuple):
     """How raw pixels become the model's input tensor.
 
     ``model_input_shape`` is per sample (no batch dimension); ``image_shape`` and
@@ -43,8 +41,7 @@ class Preprocessing:
     foreground: str = "light-on-dark"
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(NamedTuple):
     """The parts of ``manifest.json`` the runtime uses, plus the raw document.
 
     ``artifact`` is this artifact's entry in ``artifacts`` (the one whose ``file``
@@ -56,7 +53,7 @@ class Manifest:
     class_labels: tuple[str, ...]
     output_kind: str
     artifact: dict[str, Any]
-    raw: dict[str, Any] = field(repr=False)
+    raw: dict[str, Any]
 
 
 def sha256_hex(data: bytes) -> str:

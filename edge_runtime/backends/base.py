@@ -9,14 +9,12 @@ once, so all backends agree on them by construction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 
-@dataclass(frozen=True)
-class TensorSpec:
+class TensorSpec(NamedTuple):
     """One graph input or output as the backend sees it.
 
     ``shape`` includes the batch axis; ``-1`` marks a dynamic dimension.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from importlib import import_module
 from typing import Any
@@ -40,11 +39,25 @@ def interpreter_class(name: str) -> Callable[..., Any]:
 _DELEGATE_NOTICE = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
 
 
+def _scratch_file() -> Any:
+    """An anonymous file for captured output.
+
+    ``memfd_create`` (Linux, so every Raspberry Pi OS) needs no import; importing
+    ``tempfile`` costs a few milliseconds of every cold start, which is why it is only
+    the fallback.
+    """
+    if hasattr(os, "memfd_create"):
+        return open(os.memfd_create("keras2edge-native-stderr"), "w+b")
+    import tempfile
+
+    return tempfile.TemporaryFile()
+
+
 @contextlib.contextmanager
 def _native_stderr(messages: list[str]) -> Iterator[None]:
     """Capture what native code writes to fd 2 into ``messages`` (minus the delegate notice)."""
     sys.stderr.flush()
-    with tempfile.TemporaryFile() as sink:
+    with _scratch_file() as sink:
         saved = os.dup(2)
         os.dup2(sink.fileno(), 2)
         try:

@@ -29,37 +29,33 @@ them from the end) and silently shorten strings that run off the end.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from edge_runtime.errors import ModelLoadError
 
 _U8, _U16, _U32, _U64 = 1, 2, 4, 8
 
 
-@dataclass(frozen=True)
-class _Vec:
+class _Vec(NamedTuple):
     """A vector of ``size``-byte scalars (``text`` for a NUL-terminated string)."""
 
     size: int
     text: bool = False
 
 
-@dataclass(frozen=True)
-class _Tables:
+class _Tables(NamedTuple):
     """A vector of tables of type ``name``."""
 
     name: str
 
 
-@dataclass(frozen=True)
-class _Table:
+class _Table(NamedTuple):
     """One table of type ``name``."""
 
     name: str
 
 
-@dataclass(frozen=True)
-class _Union:
+class _Union(NamedTuple):
     """A union value; ``type_field`` holds its type code, ``types`` maps codes to table types.
 
     Codes not in ``types`` are checked as tables of scalars (bounds only).
