@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.errors import DataError
+from edge_runtime.files import read_user_file
 
 # IDX type codes -> big-endian numpy dtypes, as defined by the format.
 _IDX_DTYPES = {
@@ -39,14 +40,7 @@ def read_idx_bytes(path: str | os.PathLike[str]) -> bytes:
         The file is missing, unreadable, or a corrupt/truncated gzip stream.
     """
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{p}: is a directory, expected an IDX file") from None
-    except OSError as exc:
-        raise DataError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    raw = read_user_file(p, DataError, "an IDX file")
     if raw[:2] != _GZIP_MAGIC:
         return raw
     try:

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 from typing import Any, BinaryIO, Union
 
 import numpy as np
 
 from edge_runtime.errors import DataError
+from edge_runtime.files import read_user_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 PILLOW_HINT = "reading image files needs Pillow: pip install 'keras2edge[image]' (or pip install pillow)"
@@ -88,17 +88,8 @@ def _read(source: ImageSource) -> tuple[bytes, str]:
         if not isinstance(data, bytes):
             raise DataError("image stream must be opened in binary mode ('rb')")
     else:
-        path = Path(source)
-        name = str(path)
-        try:
-            with path.open("rb") as file:
-                data = file.read(MAX_IMAGE_BYTES + 1)
-        except FileNotFoundError:
-            raise DataError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise DataError(f"{path}: is a directory, expected an image file") from None
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        name = str(source)
+        data = read_user_file(source, DataError, "an image file", limit=MAX_IMAGE_BYTES + 1)
     if len(data) > MAX_IMAGE_BYTES:
         raise DataError(f"{name}: more than {MAX_IMAGE_BYTES} bytes, too large for an image of a digit")
     return data, name

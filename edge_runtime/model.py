@@ -18,6 +18,7 @@ import numpy as np
 
 from edge_runtime.backends import Backend, TensorSpec, check_name, open_backend
 from edge_runtime.errors import BackendError, InputError, ManifestError, ModelLoadError
+from edge_runtime.files import read_user_file
 from edge_runtime.manifest import (
     Manifest,
     Preprocessing,
@@ -59,14 +60,7 @@ def detect_format(data: bytes, path: Path) -> str:
 
 
 def _read(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelLoadError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ModelLoadError(f"{path}: is a directory; pass one artifact file (.tflite or .onnx) inside it") from None
-    except OSError as exc:
-        raise ModelLoadError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    data = read_user_file(path, ModelLoadError, "one artifact file (.tflite or .onnx)")
     if len(data) < 16:
         raise ModelLoadError(f"{path}: file is {len(data)} bytes, too short to be a model (truncated?)")
     return data

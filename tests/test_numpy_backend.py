@@ -12,17 +12,9 @@ import pytest
 
 import edge_runtime
 from edge_runtime import BackendError
+from tests.test_runtime import ARTIFACTS
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = [
-    "tflite_float32.tflite",
-    "tflite_float16.tflite",
-    "tflite_dynamic_int8.tflite",
-    "tflite_int8.tflite",
-    "onnx_float32.onnx",
-    "onnx_int8_static.onnx",
-    "onnx_int8_dynamic.onnx",
-]
 FLOAT_ARTIFACTS = {"tflite_float32.tflite", "tflite_float16.tflite", "onnx_float32.onnx"}
 # One int8 step of a probability in [0, 1]: 1/255 (ONNX QDQ) is the coarser of 1/255 and 1/256 (TFLite).
 INT8_STEP = 1 / 255
