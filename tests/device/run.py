@@ -377,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r for r in rows if not r.passed]
     print(f"\n{len(rows) - len(failed)}/{len(rows)} checks passed in {time.monotonic() - started:.0f} s "
           "(timings ran under emulation; they say nothing about a real Raspberry Pi)")
+    # The closing line in the plain "N passed, N failed" form that CI summaries read.
+    print(f"device: {len(rows) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
 
 
