@@ -105,8 +105,10 @@ def _centre(gray: np.ndarray, background: float, shape: tuple[int, int]) -> np.n
         return out  # blank page: nothing to centre
     # Stretch so the strongest stroke is white, as in MNIST, whatever the lighting was.
     gray = (gray * (255.0 / peak)).round().astype(np.uint8)
-    rows = np.flatnonzero((gray > peak * INK_THRESHOLD).any(axis=1))
-    cols = np.flatnonzero((gray > peak * INK_THRESHOLD).any(axis=0))
+    # After the stretch the strongest stroke is 255, so the threshold is relative to that.
+    is_ink = gray > 255 * INK_THRESHOLD
+    rows = np.flatnonzero(is_ink.any(axis=1))
+    cols = np.flatnonzero(is_ink.any(axis=0))
     ink = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     box = max(1, round(min(shape) * DIGIT_FRACTION))
     factor = box / max(ink.shape)

@@ -143,3 +143,14 @@ def test_text_mode_stream_raises_data_error(tmp_path):
     (tmp_path / "t.png").write_bytes(b"abc")
     with (tmp_path / "t.png").open("r") as stream, pytest.raises(DataError, match="binary mode"):
         load_image(stream)
+
+
+def test_faint_noise_below_the_ink_threshold_does_not_move_the_digit(tmp_path):
+    page = np.zeros((100, 100), np.uint8)
+    page[30:70, 45:55] = 100  # a faint stroke: the brightest thing on the page
+    clean = tmp_path / "clean.png"
+    Image.fromarray(page).save(clean)
+    page[2, 2] = 10  # a speck at 10% of the stroke, below the 20% ink threshold
+    specked = tmp_path / "specked.png"
+    Image.fromarray(page).save(specked)
+    np.testing.assert_array_equal(load_image(specked), load_image(clean))
