@@ -457,13 +457,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _declared_length(self, check_limit: bool = True) -> int:
         raw = self.headers.get("Content-Length")
-        if raw is None or not raw.strip().isdigit():
+        # ASCII digits only ("²".isdigit() is true but int() rejects it), and few enough
+        # of them that int() cannot hit Python's digit limit; a longer value is refused as malformed.
+        digits = raw.strip() if raw is not None else ""
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 18):
             if not check_limit:
                 return 0
             if raw is None:
                 raise _HTTPError(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header with the body size is required")
             raise _HTTPError(HTTPStatus.BAD_REQUEST, f"Content-Length must be a non-negative integer, not {raw[:40]!r}")
-        length = int(raw)
+        length = int(digits)
         if check_limit and length > self.server.config.max_body_bytes:
             raise _HTTPError(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,

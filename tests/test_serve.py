@@ -355,6 +355,9 @@ def _raw(server, request: bytes) -> tuple[bytes, dict]:
         (b"GET / too many words HTTP/1.0\r\n\r\n", 400),
         (b"BREW /v1/predict HTTP/1.0\r\n\r\n", 501),
         (b"POST /v1/predict HTTP/1.0\r\nContent-Type: image/png\r\nContent-Length: -5\r\n\r\n", 400),
+        # "\xb2" is latin-1 superscript two: str.isdigit() accepts it, int() does not.
+        (b"POST /v1/predict HTTP/1.0\r\nContent-Type: image/png\r\nContent-Length: \xb2\r\n\r\n", 400),
+        (b"POST /v1/predict HTTP/1.0\r\nContent-Type: image/png\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", 400),
     ],
 )
 def test_protocol_errors_are_answered_in_json(served, request_bytes, status):
