@@ -20,6 +20,7 @@ import json
 import platform
 import sys
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -97,7 +98,7 @@ def load_samples(path: Path = SAMPLES_PATH) -> Samples:
     try:
         with np.load(path, allow_pickle=False) as data:
             images, labels, indices = data["images"], data["labels"], data["indices"]
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: embedded self-test samples are missing or damaged ({exc}); reinstall keras2edge") from None
     if images.dtype != np.uint8 or images.ndim != 3 or labels.shape != (len(images),) or indices.shape != (len(images),):
         raise DataError(f"{path}: embedded self-test samples have an unexpected layout; reinstall keras2edge")

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import edge_runtime
-from edge_runtime import BackendError, InputError, ManifestError, ModelLoadError
+from edge_runtime import BackendError, DataError, InputError, ManifestError, ModelLoadError
 from edge_runtime.manifest import MANIFEST_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -236,3 +236,24 @@ def test_corrupted_models_never_crash_the_process(loose, tmp_path):
     outcomes = json.loads(result.stdout)
     assert sum(outcomes.values()) == len(cases)
     assert outcomes.get("ModelLoadError", 0) > 0  # the damage was real enough to be caught
+
+
+def test_onnx_runtime_failure_while_running_is_a_backend_error(loose, tmp_path, mnist):
+    import onnx
+
+    graph = onnx.load(loose / "onnx_float32.onnx")
+    graph.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1  # a model fixed at batch 1
+    onnx.save(graph, tmp_path / "fixed_batch.onnx")
+    model = edge_runtime.load(tmp_path / "fixed_batch.onnx", backend="onnxruntime")
+    assert model.predict(mnist.x_test[:1]).shape == (1, 10)
+    with pytest.raises(BackendError, match="onnxruntime failed to run the model"):
+        model.predict(mnist.x_test[:3])
+
+
+def test_damaged_self_test_samples_raise_data_error(tmp_path):
+    from edge_runtime.selftest import SAMPLES_PATH, load_samples
+
+    damaged = tmp_path / "samples.npz"
+    damaged.write_bytes(SAMPLES_PATH.read_bytes()[:500])
+    with pytest.raises(DataError, match="missing or damaged"):
+        load_samples(damaged)

@@ -108,7 +108,10 @@ class OnnxRuntimeBackend(Backend):
         return lambda names, feed: inner.run(names, feed, run_options)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        return self._run(self._out_names, {self._in_name: x})[0]
+        try:
+            return self._run(self._out_names, {self._in_name: x})[0]
+        except Exception as exc:  # ONNX Runtime's errors (InvalidArgument, Fail, ...) derive from Exception only
+            raise BackendError(f"onnxruntime failed to run the model: {' '.join(str(exc).split())}") from None
 
     def details(self) -> dict[str, Any]:
         return {
