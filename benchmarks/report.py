@@ -49,6 +49,22 @@ def load_results(path: Path) -> dict[str, Any]:
         raise DataError(f"'{path}' is not a keras2edge benchmarks results.json")
     if doc.get("schema_version") != SCHEMA_VERSION:
         raise DataError(f"'{path}' has schema_version {doc.get('schema_version')!r}; this tool reads {SCHEMA_VERSION}")
+    # Check everything the comparison reads now, not after a whole benchmark has run.
+    required = {
+        "latency": ("kind", "subject", "artifact", "backend", "p50_ms"),
+        "cold_start": ("subject", "artifact", "total_ms", "peak_rss_bytes"),
+    }
+    if not isinstance(doc.get("machine"), dict) or not isinstance(doc.get("records"), list) \
+            or not isinstance(doc.get("cold_start"), list):
+        raise DataError(f"'{path}' lacks machine, records or cold_start; it is not a complete results.json")
+    latency = [r for r in doc["records"] if isinstance(r, dict) and r.get("kind") == "latency"]
+    for what, rows in (("latency", latency), ("cold_start", doc["cold_start"])):
+        for row in rows:
+            missing = [k for k in required[what] if not isinstance(row, dict) or k not in row]
+            if missing:
+                raise DataError(f"'{path}': a {what} record lacks {', '.join(missing)}; it is not a complete results.json")
+    if any(not isinstance(r, dict) or "kind" not in r for r in doc["records"]):
+        raise DataError(f"'{path}': a record lacks its kind; it is not a complete results.json")
     return doc
 
 

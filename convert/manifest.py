@@ -108,4 +108,11 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         raise ManifestError(f"{path}: unsupported manifest schema_version (expected {SCHEMA_VERSION})")
     if not isinstance(manifest.get("artifacts"), list) or not manifest["artifacts"]:
         raise ManifestError(f"{path}: manifest lists no artifacts")
+    for key in ("preprocessing", "source_model"):
+        if not isinstance(manifest.get(key), dict):
+            raise ManifestError(f"{path}: manifest has no '{key}' section; regenerate it with 'python -m convert'")
+    for entry in manifest["artifacts"]:
+        missing = [k for k in ("name", "file", "format", "precision") if not isinstance(entry, dict) or k not in entry]
+        if missing:
+            raise ManifestError(f"{path}: an artifact entry lacks {', '.join(missing)}; regenerate it with 'python -m convert'")
     return manifest

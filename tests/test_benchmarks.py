@@ -272,3 +272,14 @@ def test_busy_or_throttled_machine_is_flagged_in_the_notes():
     busy = {**idle, "state_after": {"load_average": [6.5, 2.0, 1.0], "throttled_flags": ["throttled now"]}}
     note = runner._busy_note(busy)
     assert "6.5 on 4 usable cores" in note and "throttled now" in note
+
+
+def test_incomplete_compare_file_is_refused_before_benchmarking(tmp_path):
+    from benchmarks.report import load_results
+    from edge_runtime.errors import DataError
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"tool": "keras2edge.benchmarks", "schema_version": 1,
+                                "machine": {}, "cold_start": [], "records": [{"kind": "latency"}]}))
+    with pytest.raises(DataError, match="lacks subject, artifact, backend, p50_ms"):
+        load_results(path)

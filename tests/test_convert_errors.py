@@ -198,3 +198,16 @@ def test_cli_process_prints_only_the_error_line_despite_tensorflow_logging(tmp_p
         f"{PROG}: error: model input (10,) is not a 28×28 single-channel image of the data set "
         "(it has 10 values, a 28×28 image has 784); expected (784,) (flat) or (28, 28, 1) (NHWC)"
     ]
+
+
+def test_parity_on_a_manifest_without_preprocessing_is_rejected(small_mlp_artifacts, tmp_path, capsys):
+    import json
+    import shutil
+
+    copy = tmp_path / "artifacts"
+    shutil.copytree(small_mlp_artifacts, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["preprocessing"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    code, err = _run(["parity", copy], capsys)
+    _assert_one_line_error(code, err, "no 'preprocessing' section")
