@@ -30,6 +30,7 @@ from benchmarks import baselines, coldstart
 from benchmarks.machine import machine_info, thermal_state
 from benchmarks.stats import DEFAULT_POLICY, QUICK_POLICY, TimingPolicy, measure_interleaved
 from edge_runtime.errors import BackendError, DataError, ManifestError
+from edge_runtime.manifest import sha256_hex
 
 SCHEMA_VERSION = 1
 
@@ -233,8 +234,12 @@ def keras_source(config: BenchConfig, manifest: dict[str, Any]) -> tuple[Path | 
         candidates = [Path(source[key]) if key == "path" else config.artifact_dir / source[key]
                       for key in ("path", "file") if isinstance(source.get(key), str)]
         candidates.append(config.artifact_dir / "model.keras")
+    expected = (manifest.get("source_model") or {}).get("sha256")
     for candidate in candidates:
         if candidate.is_file():
+            if expected and sha256_hex(candidate.read_bytes()) != expected:
+                return None, (f"{candidate} is not the model these artifacts were converted from (sha256 differs "
+                              "from the manifest): Keras baseline skipped")
             return candidate, None
     where = ", ".join(str(c) for c in candidates)
     return None, f"source Keras model not found ({where}): Keras baseline skipped; pass --keras-model"

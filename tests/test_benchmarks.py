@@ -283,3 +283,11 @@ def test_incomplete_compare_file_is_refused_before_benchmarking(tmp_path):
                                 "machine": {}, "cold_start": [], "records": [{"kind": "latency"}]}))
     with pytest.raises(DataError, match="lacks subject, artifact, backend, p50_ms"):
         load_results(path)
+
+
+def test_keras_baseline_refuses_a_model_the_artifacts_were_not_converted_from(bench_artifacts, small_cnn_path):
+    from dataclasses import replace
+
+    config = replace(runner.BenchConfig.for_mode(bench_artifacts, [1], [1], quick=True), keras_model=small_cnn_path)
+    source, reason = runner.keras_source(config, runner.load_manifest(bench_artifacts))
+    assert source is None and "sha256 differs" in reason
