@@ -66,6 +66,9 @@ DEFAULT_PORT = 8080
 DEFAULT_WORKERS = 1
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_IMAGES = 256
+# Each connection is a thread that may hold a body of up to --max-body-bytes; this
+# bounds the memory clients can pin on a small device (32 x 4 MiB = 128 MiB).
+DEFAULT_MAX_CONNECTIONS = 32
 DEFAULT_REQUEST_TIMEOUT = 10.0
 MIN_TOKEN_CHARS = 16
 
@@ -105,6 +108,9 @@ class ServeConfig:
         and for waiting for a free worker (503 after that).
     token
         Bearer token every request must carry; ``None`` means no authentication.
+    max_connections
+        Connections served at once; more are answered 503 at once and closed, so
+        slow or many clients cannot pin unbounded threads and request bodies.
     """
 
     host: str = DEFAULT_HOST
@@ -113,6 +119,7 @@ class ServeConfig:
     max_images: int = DEFAULT_MAX_IMAGES
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     token: str | None = None
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
 
 class _HTTPError(Exception):
@@ -293,7 +300,37 @@ class InferenceServer(ThreadingHTTPServer):
         # every input the same way would pass a check on a blank image.
         self._check_images = load_samples().images
         self._expected = self._reference_output()
+        self._connection_slots = threading.BoundedSemaphore(config.max_connections)
         super().__init__((config.host, config.port), _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection in a thread if a slot is free, else answer 503 and close."""
+        if not self._connection_slots.acquire(blocking=False):
+            self._refuse_busy(request, client_address)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._connection_slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connection_slots.release()
+
+    def _refuse_busy(self, request: Any, client_address: Any) -> None:
+        message = f"more than {self.config.max_connections} connections at once (--max-connections); retry later"
+        body = _json_bytes({"error": message, "status": 503})
+        head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n").encode()
+        self.metrics.observe("-", "-", 503, 0.0)
+        self.log(event="refused", client=str(client_address[0]), status=503, reason="max connections")
+        with contextlib.suppress(OSError):
+            request.settimeout(1.0)
+            request.sendall(head + body)
+        self.shutdown_request(request)
 
     def _reference_output(self) -> np.ndarray:
         """Run the self-check images through every instance; they must all agree.
@@ -734,6 +771,12 @@ def add_subparser(subparsers: Any) -> None:
         "--max-images", type=_positive_int, default=DEFAULT_MAX_IMAGES, help="more images per request get 413 (default %(default)s)"
     )
     parser.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help="connections served at once; more get 503 (default %(default)s)",
+    )
+    parser.add_argument(
         "--request-timeout",
         type=_positive_float,
         default=DEFAULT_REQUEST_TIMEOUT,
@@ -755,6 +798,7 @@ def run(args: argparse.Namespace) -> int:
         max_images=args.max_images,
         request_timeout=args.request_timeout,
         token=token,
+        max_connections=args.max_connections,
     )
     models = [load(args.model, backend=args.backend, threads=args.threads) for _ in range(args.workers)]
     try:

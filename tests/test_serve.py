@@ -687,3 +687,25 @@ def test_sigterm_stops_accepting_and_lets_in_flight_request_finish(model_path, t
             proc.kill()
             proc.wait()
         proc.stderr.close()
+
+
+def test_connections_beyond_the_limit_get_503_and_the_slot_is_freed_afterwards(model_path):
+    config = ServeConfig(host="127.0.0.1", port=0, request_timeout=5.0, max_connections=1)
+    with running(config, [edge_runtime.load(model_path)]) as (server, log):
+        idle = socket.create_connection(("127.0.0.1", server.server_port), timeout=5)  # holds the only slot
+        try:
+            deadline = time.monotonic() + 5
+            while server._connection_slots._value != 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            status_line, error = _raw(server, b"GET /healthz HTTP/1.0\r\n\r\n")
+            assert status_line.split(b" ")[1] == b"503" and "--max-connections" in error["error"]
+            assert log.records()[-1]["reason"] == "max connections"
+        finally:
+            idle.close()
+        deadline = time.monotonic() + 10
+        while True:
+            status, _, _ = call(server, "GET", "/healthz")
+            if status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert status == 200
