@@ -102,7 +102,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     Examples
     --------
     >>> images = read_idx("train/mnist/t10k-images-idx3-ubyte.gz")  # doctest: +SKIP
-    >>> images.shape
+    >>> images.shape  # doctest: +SKIP
     (10000, 28, 28)
     """
     return parse_idx(read_idx_bytes(path), name=str(path))

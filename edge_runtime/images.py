@@ -163,7 +163,7 @@ def load_image(
     Examples
     --------
     >>> pixels = load_image("photo_of_a_seven.jpg")  # doctest: +SKIP
-    >>> pixels.shape, pixels.dtype
+    >>> pixels.shape, pixels.dtype  # doctest: +SKIP
     ((28, 28), dtype('uint8'))
     >>> load_image(request_body, name="body").shape  # doctest: +SKIP
     (28, 28)

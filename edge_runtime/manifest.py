@@ -132,7 +132,7 @@ def read_manifest(manifest_path: Path, artifact_file: str) -> Manifest:
     Examples
     --------
     >>> m = read_manifest(Path("out/manifest.json"), "tflite_int8.tflite")  # doctest: +SKIP
-    >>> m.preprocessing.model_input_shape
+    >>> m.preprocessing.model_input_shape  # doctest: +SKIP
     (784,)
     """
     try:

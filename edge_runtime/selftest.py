@@ -202,7 +202,7 @@ def run_selftest(
     Examples
     --------
     >>> result = run_selftest("bundle-arm64")  # doctest: +SKIP
-    >>> result.passed, result.accuracy
+    >>> result.passed, result.accuracy  # doctest: +SKIP
     (True, 1.0)
     """
     from edge_runtime import load
