@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.backends import BACKEND_NAMES
-from edge_runtime.cli_support import ArgumentParser, run_cli
+from edge_runtime.cli_support import ArgumentParser, positive_int, run_cli
 from edge_runtime.errors import DataError, InputError
 from edge_runtime.idx import parse_idx, read_idx_bytes
 from edge_runtime.images import IMAGE_SUFFIXES, load_image
@@ -38,20 +38,10 @@ PROG = "python -m edge_runtime"
 SUBCOMMAND_MODULES: tuple[str, ...] = ("edge_runtime.bundle", "edge_runtime.selftest", "edge_runtime.serve")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, metavar="MODEL", help=".tflite or .onnx artifact (manifest.json beside it is used)")
     parser.add_argument("--backend", default="auto", help=f"one of {', '.join(BACKEND_NAMES)} (default %(default)s)")
-    parser.add_argument("--threads", type=_positive_int, default=None, help="inference threads (default: the backend's choice)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="inference threads (default: the backend's choice)")
 
 
 def read_inputs(path: Path, image_shape: tuple[int, int]) -> np.ndarray:
@@ -184,7 +174,7 @@ def add_predict(subparsers: Any) -> None:
     _add_model_arguments(parser)
     parser.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="image file, .npy array or IDX file")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
-    parser.add_argument("--top-k", type=_positive_int, default=None, metavar="K", help="show the K most likely labels")
+    parser.add_argument("--top-k", type=positive_int, default=None, metavar="K", help="show the K most likely labels")
     parser.set_defaults(func=run_predict)
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.backends import BACKEND_NAMES
-from edge_runtime.cli_support import ArgumentParser, run_cli
+from edge_runtime.cli_support import ArgumentParser, positive_int, run_cli
 from edge_runtime.errors import DataError, Keras2EdgeError, ManifestError
 
 PROG = "python -m edge_runtime.selftest"
@@ -314,7 +314,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``python -m edge_runtime.selftest`` and the subcommand."""
     parser.add_argument("path", help="bundle directory (from 'python -m edge_runtime bundle') or a .tflite/.onnx file")
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto", help="inference backend (default: auto)")
-    parser.add_argument("--threads", type=int, default=None, help="threads for backends that support it")
+    parser.add_argument("--threads", type=positive_int, default=None, help="threads for backends that support it")
     parser.add_argument(
         "--min-accuracy",
         type=float,

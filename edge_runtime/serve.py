@@ -56,6 +56,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from edge_runtime.backends import BACKEND_NAMES
+from edge_runtime.cli_support import positive_float, positive_int
 from edge_runtime.errors import Keras2EdgeError
 from edge_runtime.images import load_image
 from edge_runtime.model import load
@@ -715,32 +716,11 @@ def read_token(path: Path) -> str:
     return token
 
 
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
-def _positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return value
-
-
 def _port(text: str) -> int:
-    value = _int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be 0..65535, got {value}")
     return value
@@ -758,32 +738,32 @@ def add_subparser(subparsers: Any) -> None:
     parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help="TCP port, 0 = any free port (default %(default)s)")
     parser.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_WORKERS,
         help="model instances = images decoded/classified in parallel (default %(default)s)",
     )
     parser.add_argument("--token-file", type=Path, help="file holding the bearer token clients must send")
     parser.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without a token")
     parser.add_argument(
-        "--max-body-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413 (default %(default)s)"
+        "--max-body-bytes", type=positive_int, default=DEFAULT_MAX_BODY_BYTES, help="larger bodies get 413 (default %(default)s)"
     )
     parser.add_argument(
-        "--max-images", type=_positive_int, default=DEFAULT_MAX_IMAGES, help="more images per request get 413 (default %(default)s)"
+        "--max-images", type=positive_int, default=DEFAULT_MAX_IMAGES, help="more images per request get 413 (default %(default)s)"
     )
     parser.add_argument(
         "--max-connections",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_MAX_CONNECTIONS,
         help="connections served at once; more get 503 (default %(default)s)",
     )
     parser.add_argument(
         "--request-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_REQUEST_TIMEOUT,
         help="seconds to receive a request or wait for a free worker (default %(default)s)",
     )
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto", help="inference backend (default %(default)s)")
-    parser.add_argument("--threads", type=_positive_int, default=None, help="inference threads per worker")
+    parser.add_argument("--threads", type=positive_int, default=None, help="inference threads per worker")
     parser.set_defaults(func=run)
 
 

@@ -174,7 +174,12 @@ def test_argument_errors_exit_non_zero_without_traceback(model_path, capfd):
     with pytest.raises(SystemExit) as exc:
         main(["predict", str(model_path), "x.png", "--threads", "0"])
     assert exc.value.code == 2
-    assert "Traceback" not in capfd.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["selftest", str(model_path), "--threads", "-1"])
+    assert exc.value.code == 2
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == "python -m edge_runtime selftest: error: argument --threads: must be at least 1, got -1 (see --help)"
 
 
 def _subprocess_cli(args: list[str], blocked: set[str] = frozenset()) -> subprocess.CompletedProcess:
