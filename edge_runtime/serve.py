@@ -57,7 +57,7 @@ import numpy as np
 
 from edge_runtime.backends import BACKEND_NAMES
 from edge_runtime.cli_support import positive_float, positive_int
-from edge_runtime.errors import Keras2EdgeError
+from edge_runtime.errors import InputError, Keras2EdgeError
 from edge_runtime.images import load_image
 from edge_runtime.model import load
 from edge_runtime.selftest import load_samples
@@ -576,8 +576,10 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 # A copy: the model may reuse its output buffer once it is back in the pool.
                 probabilities = np.array(model.predict(images), dtype=np.float32)
-            except Keras2EdgeError as exc:
+            except InputError as exc:  # the client's images do not fit the model
                 raise _HTTPError(HTTPStatus.BAD_REQUEST, str(exc)) from None
+            except Keras2EdgeError as exc:  # the backend failed: the server's fault, not the request's
+                raise _HTTPError(HTTPStatus.INTERNAL_SERVER_ERROR, str(exc)) from None
             inference = time.perf_counter() - infer_start
         self._images = len(images)
         labels = [model.class_labels[i] for i in probabilities.argmax(axis=1)]

@@ -63,7 +63,7 @@ class SpyModel:
     def __init__(self, model) -> None:
         self._model = model
         self.calls: list[tuple[int, ...]] = []
-        self.fail = False
+        self.fail: bool | BaseException = False  # True: an unexpected error; an exception: raise it
         self.drift = False
         self.hold: threading.Event | None = None  # predict waits for it once set
         self.holding = threading.Event()
@@ -76,6 +76,8 @@ class SpyModel:
         if self.hold is not None:
             self.holding.set()
             self.hold.wait(timeout=30)
+        if isinstance(self.fail, BaseException):
+            raise self.fail
         if self.fail:
             raise RuntimeError("interpreter exploded")
         out = self._model.predict(x)
@@ -709,3 +711,12 @@ def test_connections_beyond_the_limit_get_503_and_the_slot_is_freed_afterwards(m
                 break
             time.sleep(0.05)
         assert status == 200
+
+
+
+def test_backend_failure_during_predict_is_a_500_not_the_clients_fault(model_path, mnist):
+    failing = SpyModel(edge_runtime.load(model_path))
+    with running(ServeConfig(host="127.0.0.1", port=0), [failing]) as (server, _):
+        failing.fail = edge_runtime.BackendError("litert failed to run tflite_int8.tflite")
+        reply = call(server, "POST", "/v1/predict", encode(mnist.x_test[0]), {"Content-Type": "image/png"})
+    assert "litert failed to run" in assert_json_error(reply, 500)["error"]
