@@ -27,25 +27,37 @@ from edge_runtime.manifest import Preprocessing
 
 _copyto, _multiply, _add = np.copyto, np.multiply, np.add  # bound once: the batch-1 path is µs-sized
 _UINT8 = np.dtype(np.uint8)  # builtin dtypes are singletons: `is` is the cheapest test
-_QUANT_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255)}
+_QUANTIZED_IO = (np.dtype(np.int8), np.dtype(np.uint8))  # model input dtypes that carry scale/zero-point
+INT_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255), np.dtype(np.int32): (-(2**31), 2**31 - 1)}
 # Scaled input may stray this far (relative to its full range) outside [lo, hi]
 # before it is taken for unscaled pixels: resampling filters overshoot a little.
 _RANGE_SLACK = 0.05
+
+
+def saturate(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Round half-to-even and clip into ``dtype``'s range, then cast.
+
+    The one rounding rule of the runtime, shared by input quantisation and the
+    NumPy backend's integer kernels, so the two cannot drift apart.
+    """
+    lo, hi = INT_RANGES[np.dtype(dtype)]
+    return np.clip(np.rint(values), lo, hi).astype(dtype)
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
     """Affine-quantise float ``x``: ``clip(round(x / scale) + zero_point)``.
 
     Rounding is half-to-even (``numpy.rint``), as ONNX ``QuantizeLinear`` specifies.
+    TFLite's reference QUANTIZE rounds half away from zero; the two differ only when
+    ``x / scale`` is exactly halfway between integers, which float inputs almost never
+    hit (uint8 pixels take the precomputed table path instead).
 
     Examples
     --------
     >>> quantize(np.array([0.0, 1.0]), 1 / 255, -128, np.dtype(np.int8)).tolist()
     [-128, 127]
     """
-    lo, hi = _QUANT_RANGES[np.dtype(dtype)]
-    q = np.rint(np.asarray(x, dtype=np.float64) / scale) + zero_point
-    return np.clip(q, lo, hi).astype(dtype)
+    return saturate(np.asarray(x, dtype=np.float64) / scale + zero_point, dtype)
 
 
 class InputAdapter:
@@ -78,9 +90,9 @@ class InputAdapter:
         self._sample_shapes = {self.sample_shape, image, (*image, pre.channels), (size,)}
         self.dtype = np.dtype(dtype)
         self._quant = quantization
-        if self.dtype in _QUANT_RANGES and quantization is None:
+        if self.dtype in _QUANTIZED_IO and quantization is None:
             raise ModelLoadError(f"model input is {self.dtype.name} but has no quantisation parameters")
-        if self.dtype not in _QUANT_RANGES and self.dtype != np.float32:
+        if self.dtype not in _QUANTIZED_IO and self.dtype != np.float32:
             raise ModelLoadError(f"model input dtype {self.dtype.name} is not supported (float32, int8 or uint8)")
         self._pixels_into, self._pixel_dtype = self._pixel_converter(pre)
         self._lo = pre.offset

@@ -14,13 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-INT_RANGES = {np.dtype(np.int8): (-128, 127), np.dtype(np.uint8): (0, 255), np.dtype(np.int32): (-(2**31), 2**31 - 1)}
+from edge_runtime.preprocessing import INT_RANGES, saturate  # noqa: F401  (saturate: the kernels share the runtime's rounding rule)
 
-
-def saturate(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Round half-to-even and clip into ``dtype``'s range, then cast."""
-    lo, hi = INT_RANGES[np.dtype(dtype)]
-    return np.clip(np.rint(values), lo, hi).astype(dtype)
 
 
 def per_axis(values: np.ndarray, axis: int, ndim: int) -> np.ndarray:
