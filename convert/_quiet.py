@@ -16,6 +16,8 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 
+from edge_runtime.errors import Keras2EdgeError
+
 
 def quiet_libraries() -> None:
     """Lower the log level of TensorFlow, absl and tf2onnx for this process."""
@@ -34,8 +36,8 @@ def captured_output() -> Iterator[None]:
     """Send everything written to stdout/stderr inside the block to a temporary file.
 
     Python warnings raised inside the block (deprecation notices of the converters)
-    are dropped too. On an exception the captured text is written back to stderr
-    before the exception propagates.
+    are dropped too. On an unexpected exception (a bug report in the making) the
+    captured text is written back to stderr before the exception propagates.
     """
     sys.stdout.flush()
     sys.stderr.flush()
@@ -53,6 +55,8 @@ def captured_output() -> Iterator[None]:
                 sys.stderr.flush()
                 os.dup2(saved[0], 1)
                 os.dup2(saved[1], 2)
+        except Keras2EdgeError:
+            raise  # says in one line what the user must fix; library chatter would bury it
         except BaseException:
             sink.seek(0)
             sys.stderr.write(sink.read().decode("utf-8", "replace"))
