@@ -30,7 +30,7 @@ from convert.calibration import CalibrationData
 from convert.formats import ArtifactKind
 from train.data import Dataset
 
-DIAGNOSTIC_SAMPLES = 100
+DIAGNOSTIC_SAMPLES = 100  # images per comparison batch, and the calibration size when the manifest has none
 TOP_LAYERS = 8
 
 
@@ -155,15 +155,17 @@ def diagnose_int8(
 ) -> list[str]:
     """Per-layer error lines (worst first) for the int8 artifact ``record`` in ``directory``.
 
-    The samples are drawn from the training split with the manifest's calibration
-    seed, so the diagnosis looks at the same kind of data the quantiser saw.
+    The samples are the artifact's own calibration set (the manifest's sample count
+    and seed over the training split): the full-integer diagnosis re-quantises the
+    model, and only the same calibration reproduces the artifact that failed.
     """
     from convert.onnx_export import export_onnx
     from convert.source import load_source_model
 
     source = load_source_model(model_path)
-    seed = (manifest.get("calibration") or {}).get("seed", 0)
-    calibration = CalibrationData(dataset, source.input_shape, min(DIAGNOSTIC_SAMPLES, len(dataset.x_train)), seed)
+    recorded = manifest.get("calibration") or {}
+    samples = min(int(recorded.get("samples", DIAGNOSTIC_SAMPLES)), len(dataset.x_train))
+    calibration = CalibrationData(dataset, source.input_shape, samples, int(recorded.get("seed", 0)))
     kind = ArtifactKind.from_name(record["name"])
     artifact = directory / record["file"]
     if kind is ArtifactKind.TFLITE_INT8:
