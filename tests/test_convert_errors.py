@@ -211,3 +211,11 @@ def test_parity_on_a_manifest_without_preprocessing_is_rejected(small_mlp_artifa
     (copy / "manifest.json").write_text(json.dumps(manifest))
     code, err = _run(["parity", copy], capsys)
     _assert_one_line_error(code, err, "no 'preprocessing' section")
+
+
+def test_calibration_reader_refuses_images_that_do_not_fit_the_model_input():
+    from convert.calibration import CalibrationData
+
+    data = _toy_dataset(train_value=1, test_value=2)  # 28×28 images
+    with pytest.raises(DataError, match="needs 1024"):
+        CalibrationData(data, (32, 32, 1), samples=10, seed=0)
