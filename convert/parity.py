@@ -186,6 +186,7 @@ def keras_probabilities(model_path: Path, manifest: dict[str, Any], images: np.n
     otherwise the comparison would be meaningless.
     """
     from convert.source import load_source_model
+    from train.training import model_inputs
 
     source = load_source_model(model_path)
     expected = manifest["source_model"]["sha256"]
@@ -194,10 +195,9 @@ def keras_probabilities(model_path: Path, manifest: dict[str, Any], images: np.n
             f"{model_path}: sha256 {source.sha256[:12]}… differs from the model these artifacts were converted from "
             f"({expected[:12]}…); pass the original with --model"
         )
-    pre = manifest["preprocessing"]
-    inputs = (images.astype(np.float32) * np.float32(pre["scale"]) + np.float32(pre["offset"])).reshape(
-        (len(images), *pre["model_input_shape"])
-    )
+    # The training pipeline's own preprocessing, not the manifest's: if the manifest
+    # described it wrongly, the runtime (which follows the manifest) would disagree here.
+    inputs = model_inputs(images, source.model)
     outputs = np.asarray(source.model.predict(inputs, batch_size=1000, verbose=0), dtype=np.float64)
     return outputs if manifest["output_kind"] == "probabilities" else _softmax(outputs)
 

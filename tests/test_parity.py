@@ -131,3 +131,15 @@ def test_functional_model_with_logit_output_converts_and_passes_parity(mnist, tm
     report = run_parity(tmp_path / "artifacts", dataset=mnist)
     assert report.failures() == []
     assert list(report.artifacts) == ALL_NAMES
+
+
+def test_a_manifest_that_misstates_the_preprocessing_fails_parity(small_mlp_artifacts, mnist, tmp_path):
+    directory = _copy(small_mlp_artifacts, tmp_path)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["preprocessing"]["scale"] = 1 / 510  # half the real scale: the runtime would feed dimmed digits
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    from dataclasses import replace
+
+    images = replace(mnist, x_test=mnist.x_test[:1000], y_test=mnist.y_test[:1000])
+    report = run_parity(directory, dataset=images)
+    assert any(line.startswith("tflite_float32: ") for line in report.failures()), report.failures()
