@@ -30,7 +30,6 @@ import sys
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,6 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.atomic import check_output_dir, staged_dir, write_bytes, write_json, write_text
-from edge_runtime.cli_support import ArgumentParser, run_cli
 from edge_runtime.errors import Keras2EdgeError, ManifestError, ModelLoadError
 from edge_runtime.manifest import MANIFEST_NAME, read_manifest, sha256_hex, verify_sha256
 from edge_runtime.selftest import BUNDLE_INFO, load_samples
@@ -518,13 +516,3 @@ def add_subparser(subparsers: Any) -> None:
     add_arguments(parser)
     parser.set_defaults(func=run)
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point when run as ``python -m edge_runtime.bundle``."""
-    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(run_cli(PROG, main))

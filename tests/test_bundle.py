@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.bundle import TARGETS, build_wheel, main as bundle_main, make_bundle
+from edge_runtime.__main__ import main as edge_runtime_main
+from edge_runtime.bundle import TARGETS, build_wheel, make_bundle
 from edge_runtime.cli_support import run_cli
 from edge_runtime.selftest import load_samples, main as selftest_main
 
@@ -43,7 +44,7 @@ def _sha256(path: Path) -> str:
 
 
 def _bundle_cli(argv: list[str]) -> int:
-    return run_cli("python -m edge_runtime bundle", bundle_main, argv)
+    return run_cli("python -m edge_runtime", edge_runtime_main, ["bundle", *argv])
 
 
 def _one_error_line(capsys) -> str:
