@@ -41,7 +41,6 @@ from edge_runtime.errors import Keras2EdgeError, ManifestError, ModelLoadError
 from edge_runtime.manifest import MANIFEST_NAME, read_manifest, sha256_hex, verify_sha256
 from edge_runtime.selftest import BUNDLE_INFO, load_samples
 
-PROG = "python -m edge_runtime bundle"
 SCHEMA_VERSION = 1
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES_MEMBER = "edge_runtime/samples/mnist_test_samples.npz"
