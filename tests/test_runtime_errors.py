@@ -57,21 +57,14 @@ def test_directory_raises_model_load_error(tmp_path):
         edge_runtime.load(tmp_path)
 
 
-@pytest.mark.parametrize("backend", TFLITE_BACKENDS)
+@pytest.mark.parametrize(
+    ("artifact", "backend"),
+    [("tflite_int8.tflite", b) for b in TFLITE_BACKENDS] + [("onnx_int8_static.onnx", b) for b in ONNX_BACKENDS],
+)
 @pytest.mark.parametrize("fraction", [0.0, 0.01, 0.5, 0.99])
-def test_truncated_tflite_raises_model_load_error(loose, tmp_path, backend, fraction):
-    data = (loose / "tflite_int8.tflite").read_bytes()
-    path = tmp_path / "cut.tflite"
-    path.write_bytes(data[: int(len(data) * fraction)])
-    with pytest.raises(ModelLoadError):
-        edge_runtime.load(path, backend=backend)
-
-
-@pytest.mark.parametrize("backend", ONNX_BACKENDS)
-@pytest.mark.parametrize("fraction", [0.0, 0.01, 0.5, 0.99])
-def test_truncated_onnx_raises_model_load_error(loose, tmp_path, backend, fraction):
-    data = (loose / "onnx_int8_static.onnx").read_bytes()
-    path = tmp_path / "cut.onnx"
+def test_truncated_model_raises_model_load_error(loose, tmp_path, artifact, backend, fraction):
+    data = (loose / artifact).read_bytes()
+    path = tmp_path / f"cut{Path(artifact).suffix}"
     path.write_bytes(data[: int(len(data) * fraction)])
     with pytest.raises(ModelLoadError):
         edge_runtime.load(path, backend=backend)
