@@ -455,6 +455,7 @@ class Connection(asyncio.Protocol):
         server.metrics.add_in_flight(-1)
         server.log.write(
             event="access",
+            pid=server.pid,
             remote=self.remote,
             method=request.method[:20],
             path=request.path[:200],

@@ -5,8 +5,9 @@ Accepted bodies:
 - ``image/png`` or ``image/jpeg``: one image, decoded in memory by
   :func:`edge_runtime.images.load_image` (nothing is written to disk, no path is taken
   from the client) to the model's image size;
-- ``application/json`` ``{"images": [...]}``: a list of 2-D pixel arrays, uint8
-  integers 0..255 or floats already scaled to [0, 1];
+- ``application/json`` ``{"images": [...]}``: a list of 2-D pixel arrays (or
+  height x width x channels arrays for colour models), uint8 integers 0..255 or
+  floats already scaled to [0, 1];
 - ``application/json`` ``{"images_b64": [...]}``: a list of base64-encoded PNG/JPEG files.
 
 Keeping every input format in this one module means a new kind of input (colour
@@ -112,12 +113,16 @@ def _decode_image(data: bytes, where: str, shape: tuple[int, int]) -> np.ndarray
 
 
 def _pixel_array(items: list[Any]) -> np.ndarray:
-    """JSON nested lists -> uint8 (integers 0..255) or float32 (anything else numeric)."""
+    """JSON nested lists -> uint8 (integers 0..255) or float32 (anything else numeric).
+
+    Items are 2-D (grey) or 3-D (height x width x channels); whether they fit the
+    model is for ``predict`` to say.
+    """
     try:
         array = np.asarray(items)
     except ValueError as exc:  # ragged nesting
         raise HTTPError(HTTPStatus.BAD_REQUEST, f'"images" is not a list of equally sized 2-D arrays: {exc}') from None
-    if array.ndim != 3:
+    if array.ndim not in (3, 4):
         raise HTTPError(HTTPStatus.BAD_REQUEST, f'"images" must be a list of 2-D pixel arrays, got {array.ndim - 1}-D items')
     if array.dtype.kind in "iu":
         if array.size and (array.min() < 0 or array.max() > 255):

@@ -11,6 +11,7 @@ limit, and on shutdown stops accepting, finishes the requests in flight and retu
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -45,6 +46,22 @@ def listen(host: str, port: int) -> socket.socket:
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     return socket.create_server((host, port), family=family, backlog=BACKLOG)
+
+
+def self_check_images(model: Any) -> np.ndarray:
+    """The images ``/healthz`` classifies: real MNIST digits when they fit the model.
+
+    Real digits (the self-test's embedded samples), because a model that answers every
+    input the same way would pass a check on a blank image. A model with another
+    input size or colour channels gets fixed pseudo-random pixels instead, which
+    still show that the interpreter computes what it computed at start-up.
+    """
+    digits = load_samples().images
+    pre = model.preprocessing
+    if tuple(pre.image_shape) == digits.shape[1:] and pre.channels == 1:
+        return digits
+    shape = (len(digits), *pre.image_shape) + ((pre.channels,) if pre.channels > 1 else ())
+    return np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
 
 
 def make_metrics(routes: dict[str, Route], slots: int = 1) -> Metrics:
@@ -103,11 +120,10 @@ class InferenceServer:
         self.pool = pool
         self.routes = routes
         self.log = JsonLog(log_stream)
+        self.pid = os.getpid()  # in the access log: which worker process answered
         self.metrics = metrics if metrics is not None else make_metrics(routes)
         self.workers = workers if workers is not None else pool.size
-        # Real digits (the self-test's embedded MNIST samples): a model that answers
-        # every input the same way would pass a check on a blank image.
-        check_images = load_samples().images
+        check_images = self_check_images(pool.first)
         self.reference = self._reference_output(check_images, reference)
         self.socket = sock if sock is not None else listen(config.host, config.port)
         self.server_address = self.socket.getsockname()
