@@ -60,7 +60,7 @@ STANDIN = "standin"
 _START_TIMEOUT = 120.0
 
 # The server a user would write instead (run as `uvicorn reference_app:app --workers N`).
-REFERENCE_APP = '''\
+REFERENCE_APP = """\
 import io, os
 import numpy as np
 from fastapi import FastAPI, Request
@@ -103,10 +103,10 @@ async def predict(request: Request):
             x = np.clip(np.round(x / quant[0] + quant[1]), -128, 127)
         probabilities.append(run(x.astype(dtype))[0].tolist())
     return {"labels": [str(int(np.argmax(p))) for p in probabilities], "probabilities": probabilities}
-'''
+"""
 
 # wrk: one request shape per run, read from the environment; latency percentiles as JSON at the end.
-WRK_SCRIPT = '''\
+WRK_SCRIPT = """\
 local f = io.open(os.getenv("BODY_FILE"), "rb"); wrk.body = f:read("*all"); f:close()
 wrk.method = "POST"; wrk.headers["Content-Type"] = os.getenv("CONTENT_TYPE")
 function done(summary, latency, requests)
@@ -115,7 +115,7 @@ function done(summary, latency, requests)
     '"p50_us": %d, "p90_us": %d, "p99_us": %d}\\n', summary.requests, summary.duration, e.status,
     e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(99)))
 end
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -168,18 +168,27 @@ class Server:
         Extra environment variables.
     """
 
-    def __init__(self, name: str, command: list[str], port: int, log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, command: list[str], port: int, log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.name, self.command, self.port, self.log_path = name, command, port, log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            command,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
 
     def wait_ready(self, probe: Body, timeout: float = _START_TIMEOUT) -> float:
         """Wait until a request succeeds; returns the seconds it took from start."""
         start = time.monotonic()
         while time.monotonic() - start < timeout:
             if self.process.poll() is not None:
-                raise Keras2EdgeError(f"{self.name} server exited with status {self.process.returncode}; see {self.log_path}")
+                raise Keras2EdgeError(
+                    f"{self.name} server exited with status {self.process.returncode}; see {self.log_path}"
+                )
             try:
                 status, _ = post(self.port, probe)
                 if status == 200:
@@ -253,8 +262,17 @@ def run_wrk(port: int, body: Body, connections: int, seconds: float, workdir: Pa
     if not body_file.exists():
         body_file.write_bytes(body.data)
     threads = max(1, min(connections, os.cpu_count() or 1))
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-               "-s", str(script), f"http://127.0.0.1:{port}/v1/predict"]
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{port}/v1/predict",
+    ]
     env = {**os.environ, "BODY_FILE": str(body_file), "CONTENT_TYPE": body.content_type}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=seconds + 60, check=False)
     line = next((ln for ln in result.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
@@ -360,7 +378,9 @@ def measure(server: Server, body: Body, connections: int, plan: Plan, workdir: P
         "non_2xx": result["non_2xx"],
         "socket_errors": result["socket_errors"],
         "rss_mib": round(rss / 2**20, 1),
-        "cpu_s_per_1000": round(1000 * (cpu_after - cpu_before) / result["requests"], 4) if result["requests"] else None,
+        "cpu_s_per_1000": (
+            round(1000 * (cpu_after - cpu_before) / result["requests"], 4) if result["requests"] else None
+        ),
     }
 
 
@@ -411,15 +431,19 @@ def make_rgb_standin(path: Path, seed: int = 0) -> Path:
     layers = tf.keras.layers
     blocks = []
     for i, width in enumerate((32, 64, 128, 256)):
-        blocks += [layers.DepthwiseConv2D(3, strides=1 if i == 0 else 2, padding="same", activation="relu"),
-                   layers.Conv2D(width, 1, activation="relu")]
-    model = tf.keras.Sequential([
-        tf.keras.Input((64, 64, 3)),
-        layers.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
-        *blocks,
-        layers.GlobalAveragePooling2D(),
-        layers.Dense(10, activation="softmax"),
-    ])
+        blocks += [
+            layers.DepthwiseConv2D(3, strides=1 if i == 0 else 2, padding="same", activation="relu"),
+            layers.Conv2D(width, 1, activation="relu"),
+        ]
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input((64, 64, 3)),
+            layers.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
+            *blocks,
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
     rng = np.random.default_rng(seed)
 
     def calibration():
@@ -439,12 +463,25 @@ def make_rgb_standin(path: Path, seed: int = 0) -> Path:
 # -------------------------------------------------------------------------- runs
 
 
-def start_ours(name: str, model: Path, workers: int, max_connections: int, workdir: Path,
-               extra: Sequence[str] = ()) -> Server:
+def start_ours(
+    name: str, model: Path, workers: int, max_connections: int, workdir: Path, extra: Sequence[str] = ()
+) -> Server:
     """``python -m edge_runtime serve`` with its defaults, except the port and the connection limit."""
     port = free_port()
-    command = [sys.executable, "-m", "edge_runtime", "serve", str(model), "--port", str(port), "--workers", str(workers),
-               "--max-connections", str(max_connections), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "edge_runtime",
+        "serve",
+        str(model),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--max-connections",
+        str(max_connections),
+        *extra,
+    ]
     return Server(name, command, port, workdir / f"{name}.log")
 
 
@@ -452,16 +489,32 @@ def start_reference(model: Path, workers: int, workdir: Path) -> Server:
     """``uvicorn reference_app:app --workers N``, as a user would start it."""
     (workdir / "reference_app.py").write_text(REFERENCE_APP)
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "reference_app:app", "--app-dir", str(workdir), "--host", "127.0.0.1",
-               "--port", str(port), "--workers", str(workers)]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "reference_app:app",
+        "--app-dir",
+        str(workdir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     return Server("fastapi", command, port, workdir / "fastapi.log", env={"MODEL": str(model.absolute())})
 
 
-def compare_servers(model: Path, plan: Plan, workdir: Path, progress: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def compare_servers(
+    model: Path, plan: Plan, workdir: Path, progress: Any
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Both servers, every body and connection count, alternated; plus start-up times."""
     bodies = request_bodies()
-    servers = [start_ours("edge_runtime", model, plan.workers, max(plan.connections) * 2, workdir),
-               start_reference(model, plan.workers, workdir)]
+    servers = [
+        start_ours("edge_runtime", model, plan.workers, max(plan.connections) * 2, workdir),
+        start_reference(model, plan.workers, workdir),
+    ]
     records: list[dict[str, Any]] = []
     startup: dict[str, Any] = {}
     try:
@@ -473,8 +526,10 @@ def compare_servers(model: Path, plan: Plan, workdir: Path, progress: Any) -> tu
                 for connections in plan.connections:
                     for server in order:
                         record = measure(server, body, connections, plan, workdir, round=round_index)
-                        progress(f"{server.name:13s} {body.name:4s} c={connections:<3d} {record['requests_per_s']:8.1f} req/s "
-                                 f"p99 {record['p99_ms']:7.2f} ms  errors {record['errors']}  RSS {record['rss_mib']} MiB")
+                        progress(
+                            f"{server.name:13s} {body.name:4s} c={connections:<3d} "
+                            f"{record['requests_per_s']:8.1f} req/s p99 {record['p99_ms']:7.2f} ms  errors {record['errors']}  RSS {record['rss_mib']} MiB"
+                        )
                         records.append(record)
     finally:
         for server in servers:
@@ -493,8 +548,9 @@ def soak(model: Path, plan: Plan, workdir: Path, progress: Any) -> dict[str, Any
         CLIENTS[plan.client](server.port, body, connections, plan.warmup, workdir)
         result: dict[str, Any] = {}
         started = time.monotonic()
-        load = threading.Thread(target=lambda: result.update(CLIENTS[plan.client](server.port, body, connections, plan.soak,
-                                                                                   workdir)))
+        load = threading.Thread(
+            target=lambda: result.update(CLIENTS[plan.client](server.port, body, connections, plan.soak, workdir))
+        )
         load.start()
         interval = max(plan.soak / 12, 0.5)
         while load.is_alive():
@@ -504,17 +560,28 @@ def soak(model: Path, plan: Plan, workdir: Path, progress: Any) -> dict[str, Any
         server.stop()
     rss = [mib for _, mib in samples]
     drift = 100 * (max(rss) - min(rss)) / rss[0] if rss else math.nan
-    progress(f"soak: {connections} connections for {plan.soak:.0f} s, RSS {min(rss)}..{max(rss)} MiB ({drift:.1f} %), "
-             f"errors {result.get('errors')}")
-    return {"connections": connections, "seconds": plan.soak, "rss_mib_samples": samples, "rss_spread_pct": round(drift, 2),
-            "requests": result.get("requests"), "errors": result.get("errors"), "non_2xx": result.get("non_2xx")}
+    progress(
+        f"soak: {connections} connections for {plan.soak:.0f} s, RSS {min(rss)}..{max(rss)} MiB ({drift:.1f} %), "
+        f"errors {result.get('errors')}"
+    )
+    return {
+        "connections": connections,
+        "seconds": plan.soak,
+        "rss_mib_samples": samples,
+        "rss_spread_pct": round(drift, 2),
+        "requests": result.get("requests"),
+        "errors": result.get("errors"),
+        "non_2xx": result.get("non_2xx"),
+    }
 
 
 def compare_batching(model: Path, plan: Plan, workdir: Path, progress: Any) -> list[dict[str, Any]]:
     """Dynamic batching on (defaults) vs off (``--max-batch 1``) at 16 connections, alternated."""
     body = model_body(model)
-    servers = [start_ours("batching_on", model, plan.workers, 64, workdir),
-               start_ours("batching_off", model, plan.workers, 64, workdir, ["--max-batch", "1"])]
+    servers = [
+        start_ours("batching_on", model, plan.workers, 64, workdir),
+        start_ours("batching_off", model, plan.workers, 64, workdir, ["--max-batch", "1"]),
+    ]
     records = []
     try:
         for server in servers:
@@ -538,15 +605,18 @@ def _median(values: list[float]) -> float | None:
     return float(np.median(values)) if values else None
 
 
-def summarize(records: list[dict[str, Any]], soak_result: dict[str, Any] | None,
-              batching: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(
+    records: list[dict[str, Any]], soak_result: dict[str, Any] | None, batching: list[dict[str, Any]]
+) -> dict[str, Any]:
     """Medians over rounds per (server, body, connections), the ratios, and the targets of issue 13."""
     table: dict[tuple[str, str, int], dict[str, Any]] = {}
     keys = sorted({(r["server"], r["body"], r["connections"]) for r in records}, key=lambda k: (k[1], k[2], k[0]))
     for key in keys:
         runs = [r for r in records if (r["server"], r["body"], r["connections"]) == key]
-        table[key] = {field: _median([r[field] for r in runs]) for field in
-                      ("requests_per_s", "images_per_s", "p50_ms", "p90_ms", "p99_ms", "rss_mib", "cpu_s_per_1000")}
+        table[key] = {
+            field: _median([r[field] for r in runs])
+            for field in ("requests_per_s", "images_per_s", "p50_ms", "p90_ms", "p99_ms", "rss_mib", "cpu_s_per_1000")
+        }
         table[key]["errors"] = sum(r["errors"] for r in runs)
         table[key]["non_2xx"] = sum(r["non_2xx"] for r in runs)
     rows = []
@@ -556,41 +626,77 @@ def summarize(records: list[dict[str, Any]], soak_result: dict[str, Any] | None,
     for body, connections in sorted({(b, c) for _, b, c in table}, key=lambda k: (k[0], k[1])):
         ours, theirs = table.get(("edge_runtime", body, connections)), table.get(("fastapi", body, connections))
         if ours and theirs and theirs["requests_per_s"]:
-            ratios.append({
-                "body": body, "connections": connections,
-                "throughput_ratio": round(ours["requests_per_s"] / theirs["requests_per_s"], 3),
-                "p99_ratio": round(ours["p99_ms"] / theirs["p99_ms"], 3) if theirs["p99_ms"] else None,
-                "rss_ratio": round(ours["rss_mib"] / theirs["rss_mib"], 3) if theirs["rss_mib"] else None,
-                "cpu_ratio": (round(ours["cpu_s_per_1000"] / theirs["cpu_s_per_1000"], 3)
-                              if ours["cpu_s_per_1000"] and theirs["cpu_s_per_1000"] else None),
-            })
+            ratios.append(
+                {
+                    "body": body,
+                    "connections": connections,
+                    "throughput_ratio": round(ours["requests_per_s"] / theirs["requests_per_s"], 3),
+                    "p99_ratio": round(ours["p99_ms"] / theirs["p99_ms"], 3) if theirs["p99_ms"] else None,
+                    "rss_ratio": round(ours["rss_mib"] / theirs["rss_mib"], 3) if theirs["rss_mib"] else None,
+                    "cpu_ratio": (
+                        round(ours["cpu_s_per_1000"] / theirs["cpu_s_per_1000"], 3)
+                        if ours["cpu_s_per_1000"] and theirs["cpu_s_per_1000"]
+                        else None
+                    ),
+                }
+            )
     targets = []
     for ratio in ratios:
         if ratio["connections"] == 16:
-            targets.append({"target": f"16 connections, {ratio['body']}: requests/s >= 1.5x FastAPI",
-                            "value": ratio["throughput_ratio"], "met": ratio["throughput_ratio"] >= 1.5})
-            targets.append({"target": f"16 connections, {ratio['body']}: p99 <= FastAPI's", "value": ratio["p99_ratio"],
-                            "met": ratio["p99_ratio"] is not None and ratio["p99_ratio"] <= 1.0})
-            targets.append({"target": f"16 connections, {ratio['body']}: total RSS <= FastAPI's", "value": ratio["rss_ratio"],
-                            "met": ratio["rss_ratio"] is not None and ratio["rss_ratio"] <= 1.0})
+            targets.append(
+                {
+                    "target": f"16 connections, {ratio['body']}: requests/s >= 1.5x FastAPI",
+                    "value": ratio["throughput_ratio"],
+                    "met": ratio["throughput_ratio"] >= 1.5,
+                }
+            )
+            targets.append(
+                {
+                    "target": f"16 connections, {ratio['body']}: p99 <= FastAPI's",
+                    "value": ratio["p99_ratio"],
+                    "met": ratio["p99_ratio"] is not None and ratio["p99_ratio"] <= 1.0,
+                }
+            )
+            targets.append(
+                {
+                    "target": f"16 connections, {ratio['body']}: total RSS <= FastAPI's",
+                    "value": ratio["rss_ratio"],
+                    "met": ratio["rss_ratio"] is not None and ratio["rss_ratio"] <= 1.0,
+                }
+            )
     most = max((c for _, _, c in table), default=None)
     if most is not None:
         errors = sum(v["errors"] - v["non_2xx"] for (s, _, c), v in table.items() if s == "edge_runtime" and c == most)
         non_2xx = sum(v["non_2xx"] for (s, _, c), v in table.items() if s == "edge_runtime" and c == most)
-        targets.append({"target": f"{most} connections: no socket errors, no non-2xx answers (limit raised for the run)",
-                        "value": errors + non_2xx, "met": errors + non_2xx == 0})
+        targets.append(
+            {
+                "target": f"{most} connections: no socket errors, no non-2xx answers (limit raised for the run)",
+                "value": errors + non_2xx,
+                "met": errors + non_2xx == 0,
+            }
+        )
     if soak_result:
-        targets.append({"target": f"RSS flat over {soak_result['seconds']:.0f} s at {soak_result['connections']} connections "
-                                  "(spread <= 5 %)", "value": soak_result["rss_spread_pct"],
-                        "met": soak_result["rss_spread_pct"] <= 5.0})
+        targets.append(
+            {
+                "target": f"RSS flat over {soak_result['seconds']:.0f} s at {soak_result['connections']} connections "
+                "(spread <= 5 %)",
+                "value": soak_result["rss_spread_pct"],
+                "met": soak_result["rss_spread_pct"] <= 5.0,
+            }
+        )
     batching_summary = None
     if batching:
         on = _median([r["images_per_s"] for r in batching if r["server"] == "batching_on"])
         off = _median([r["images_per_s"] for r in batching if r["server"] == "batching_off"])
         ratio = round(on / off, 3) if on and off else None
         batching_summary = {"images_per_s_on": on, "images_per_s_off": off, "ratio": ratio}
-        targets.append({"target": "dynamic batching at 16 connections: images/s >= 1.3x without it", "value": ratio,
-                        "met": ratio is not None and ratio >= 1.3})
+        targets.append(
+            {
+                "target": "dynamic batching at 16 connections: images/s >= 1.3x without it",
+                "value": ratio,
+                "met": ratio is not None and ratio >= 1.3,
+            }
+        )
     return {"table": rows, "ratios": ratios, "targets": targets, "batching": batching_summary}
 
 
@@ -602,7 +708,8 @@ def render_report(doc: dict[str, Any]) -> str:
     lines = [
         "# edge_runtime serve vs FastAPI + uvicorn",
         "",
-        f"Machine: {machine_line(doc['machine'])}. Model: `{doc['model']}`. Workers: {plan['workers']} for both servers. "
+        f"Machine: {machine_line(doc['machine'])}. Model: `{doc['model']}`. "
+        f"Workers: {plan['workers']} for both servers. "
         f"Client: `{plan['client']}`, {plan['duration']:g} s per run after {plan['warmup']:g} s of warm-up, "
         f"{plan['rounds']} round(s), the two servers alternated. Bodies: `png` = one 28x28 PNG digit, "
         f"`json` = {JSON_BATCH} digits as JSON pixel lists. edge_runtime ran with its defaults except "
@@ -613,32 +720,65 @@ def render_report(doc: dict[str, Any]) -> str:
         "## Targets",
         "",
     ]
-    lines += [f"- {'met' if t['met'] else 'NOT met'}: {t['target']} (measured {t['value']})" for t in summary["targets"]]
-    lines += ["", "## Ratios (edge_runtime / FastAPI, medians over rounds)", "",
-              "| body | connections | requests/s | p99 | RSS | CPU per request |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['body']} | {r['connections']} | {r['throughput_ratio']} | {r['p99_ratio']} | {r['rss_ratio']} | "
-              f"{r['cpu_ratio']} |" for r in summary["ratios"]]
-    lines += ["", "## All runs (medians over rounds)", "",
-              "| server | body | connections | requests/s | images/s | p50 ms | p90 ms | p99 ms | errors | RSS MiB | "
-              "CPU s / 1000 req |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        f"- {'met' if t['met'] else 'NOT met'}: {t['target']} (measured {t['value']})" for t in summary["targets"]
+    ]
+    lines += [
+        "",
+        "## Ratios (edge_runtime / FastAPI, medians over rounds)",
+        "",
+        "| body | connections | requests/s | p99 | RSS | CPU per request |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['body']} | {r['connections']} | {r['throughput_ratio']} | {r['p99_ratio']} | {r['rss_ratio']} | "
+        f"{r['cpu_ratio']} |"
+        for r in summary["ratios"]
+    ]
+    lines += [
+        "",
+        "## All runs (medians over rounds)",
+        "",
+        "| server | body | connections | requests/s | images/s | p50 ms | p90 ms | p99 ms | errors | RSS MiB | "
+        "CPU s / 1000 req |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in summary["table"]:
-        lines.append(f"| {r['server']} | {r['body']} | {r['connections']} | {r['requests_per_s']} | {r['images_per_s']} | "
-                     f"{r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | {r['errors']} | {r['rss_mib']} | "
-                     f"{r['cpu_s_per_1000']} |")
-    lines += ["", "![throughput vs connections](throughput.png)", "",
-              f"Start-up (process start to first answered request): {doc['startup_s']}.", ""]
+        lines.append(
+            f"| {r['server']} | {r['body']} | {r['connections']} | {r['requests_per_s']} | {r['images_per_s']} | "
+            f"{r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | {r['errors']} | {r['rss_mib']} | "
+            f"{r['cpu_s_per_1000']} |"
+        )
+    lines += [
+        "",
+        "![throughput vs connections](throughput.png)",
+        "",
+        f"Start-up (process start to first answered request): {doc['startup_s']}.",
+        "",
+    ]
     if doc.get("soak"):
         s = doc["soak"]
-        lines += ["## Memory under load", "",
-                  f"edge_runtime alone, {s['connections']} connections, {s['seconds']:g} s: RSS of all processes "
-                  f"{', '.join(str(m) for _, m in s['rss_mib_samples'])} MiB (spread {s['rss_spread_pct']} %); "
-                  f"{s['requests']} requests, {s['errors']} errors.", ""]
+        lines += [
+            "## Memory under load",
+            "",
+            f"edge_runtime alone, {s['connections']} connections, {s['seconds']:g} s: RSS of all processes "
+            f"{', '.join(str(m) for _, m in s['rss_mib_samples'])} MiB (spread {s['rss_spread_pct']} %); "
+            f"{s['requests']} requests, {s['errors']} errors.",
+            "",
+        ]
     if summary.get("batching"):
         b = summary["batching"]
-        lines += ["## Dynamic batching", "",
-                  f"Model `{doc['batching_model']}`{' (stand-in: random-weight MobileNet-like int8 conv net, 64x64x3)' if doc.get('batching_standin') else ''}, "
-                  f"16 connections, one image per request (`{doc['batching'][0]['body']}`): {b['images_per_s_on']} images/s with batching, "
-                  f"{b['images_per_s_off']} with `--max-batch 1`: {b['ratio']}x.", ""]
+        standin = (
+            " (stand-in: random-weight MobileNet-like int8 conv net, 64x64x3)" if doc.get("batching_standin") else ""
+        )
+        lines += [
+            "## Dynamic batching",
+            "",
+            f"Model `{doc['batching_model']}`{standin}, 16 connections, one image per request "
+            f"(`{doc['batching'][0]['body']}`): {b['images_per_s_on']} images/s with batching, "
+            f"{b['images_per_s_off']} with `--max-batch 1`: {b['ratio']}x.",
+            "",
+        ]
     lines += ["## The FastAPI app", "", "```python", REFERENCE_APP.rstrip(), "```", ""]
     return "\n".join(lines)
 
@@ -654,7 +794,9 @@ def render_chart(doc: dict[str, Any]) -> bytes:
     rows = doc["summary"]["table"]
     for server in ("edge_runtime", "fastapi"):
         for body, style in (("png", "-o"), ("json", "--s")):
-            points = sorted((r["connections"], r["requests_per_s"]) for r in rows if r["server"] == server and r["body"] == body)
+            points = sorted(
+                (r["connections"], r["requests_per_s"]) for r in rows if r["server"] == server and r["body"] == body
+            )
             if points:
                 ax.plot(*zip(*points), style, label=f"{server}, {body}")
     ax.set_xscale("log", base=2)
@@ -686,18 +828,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     parser.add_argument("model", type=Path, help="a .tflite or .onnx artifact (e.g. out/artifacts/tflite_int8.tflite)")
     parser.add_argument("--out", type=Path, required=True, help="report directory to create")
-    parser.add_argument("--connections", type=_connections, default=(1, 4, 16, 64),
-                        help="comma-separated connection counts (default 1,4,16,64)")
+    parser.add_argument(
+        "--connections",
+        type=_connections,
+        default=(1, 4, 16, 64),
+        help="comma-separated connection counts (default 1,4,16,64)",
+    )
     parser.add_argument("--duration", type=positive_float, default=8.0, help="seconds per timed run (default 8)")
     parser.add_argument("--rounds", type=positive_int, default=2, help="alternations of the two servers (default 2)")
-    parser.add_argument("--soak", type=positive_float, default=60.0, help="seconds of the memory soak at the largest "
-                                                                          "connection count (default 60)")
-    parser.add_argument("--workers", type=positive_int, default=None, help="worker processes of both servers "
-                                                                           "(default: the number of cores)")
-    parser.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
-                        help="load generator (default: wrk when installed, else Python)")
-    parser.add_argument("--batching-model", help=f"also compare dynamic batching on/off on this model; '{STANDIN}' "
-                                                 "builds the stand-in colour conv net (needs TensorFlow)")
+    parser.add_argument(
+        "--soak",
+        type=positive_float,
+        default=60.0,
+        help="seconds of the memory soak at the largest " "connection count (default 60)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="worker processes of both servers " "(default: the number of cores)",
+    )
+    parser.add_argument(
+        "--client",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="load generator (default: wrk when installed, else Python)",
+    )
+    parser.add_argument(
+        "--batching-model",
+        help=f"also compare dynamic batching on/off on this model; '{STANDIN}' "
+        "builds the stand-in colour conv net (needs TensorFlow)",
+    )
     parser.add_argument("--quick", action="store_true", help="short runs for tests: 1 round, 2 s runs, 4 s soak")
     parser.add_argument("--force", action="store_true", help="replace --out if it exists")
     return parser
@@ -738,8 +899,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         batching: list[dict[str, Any]] = []
         batching_model = None
         if args.batching_model:
-            batching_model = (make_rgb_standin(workdir / "standin_rgb_conv.tflite") if args.batching_model == STANDIN
-                              else Path(args.batching_model))
+            batching_model = (
+                make_rgb_standin(workdir / "standin_rgb_conv.tflite")
+                if args.batching_model == STANDIN
+                else Path(args.batching_model)
+            )
             batching = compare_batching(batching_model, plan, workdir, progress)
     doc = {
         "schema_version": SCHEMA_VERSION,

@@ -200,7 +200,9 @@ class Batcher:
         for job, answer in answers:
             job.deliver(*answer)
 
-    def _execute(self, model: Any, jobs: list[Job]) -> tuple[list[tuple[Job, tuple[int, bytes, int, BaseException | None]]], int]:
+    def _execute(
+        self, model: Any, jobs: list[Job]
+    ) -> tuple[list[tuple[Job, tuple[int, bytes, int, BaseException | None]]], int]:
         """Decode, predict in as few calls as possible, and build every job's answer."""
         answers: dict[Job, tuple[int, bytes, int, BaseException | None]] = {}
         calls = 0
@@ -211,7 +213,9 @@ class Batcher:
                 calls += 1
                 continue
             try:
-                job.images = decode_request(job.body, job.content_type, model.preprocessing.image_shape, self._max_images)
+                job.images = decode_request(
+                    job.body, job.content_type, model.preprocessing.image_shape, self._max_images
+                )
                 ready.append(job)
             except HTTPError as exc:
                 answers[job] = (exc.status, json_error(exc), 0, None)
@@ -231,7 +235,8 @@ class Batcher:
             assert job.images is not None
             key = (job.images.dtype.str, job.images.shape[1:])
             chunks = groups.setdefault(key, [[]])
-            if chunks[-1] and sum(len(j.images) for j in chunks[-1]) + len(job.images) > self._max_batch:  # type: ignore[arg-type]
+            images = sum(len(j.images) for j in chunks[-1])  # type: ignore[arg-type]
+            if chunks[-1] and images + len(job.images) > self._max_batch:
                 chunks.append([])
             chunks[-1].append(job)
         return [chunk for chunks in groups.values() for chunk in chunks]
@@ -286,7 +291,9 @@ class Batcher:
             error = HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, f"self-check inference failed: {exc}")
             return error.status, json_error(error), 0, None
         if output.shape != self._expected.shape or not np.allclose(output, self._expected, atol=1e-5):
-            error = HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "self-check inference gave a different answer than at start-up")
+            error = HTTPError(
+                HTTPStatus.SERVICE_UNAVAILABLE, "self-check inference gave a different answer than at start-up"
+            )
             return error.status, json_error(error), 0, None
         seconds = time.perf_counter() - started
         document = {"status": "ok", "model_sha256": model.sha256, "self_check_ms": round(seconds * 1000, 3)}

@@ -105,9 +105,15 @@ def add_subparser(subparsers: Any) -> None:
         help="serve a model over HTTP",
         description="Serve MODEL over HTTP: POST /v1/predict, GET /healthz, /v1/model, /metrics.",
     )
-    parser.add_argument("model", type=Path, metavar="MODEL", help=".tflite or .onnx artifact (its manifest.json beside it is used)")
-    parser.add_argument("--host", default=defaults.DEFAULT_HOST, help="address to bind (default %(default)s, this machine only)")
-    parser.add_argument("--port", type=_port, default=defaults.DEFAULT_PORT, help="TCP port, 0 = any free port (default %(default)s)")
+    parser.add_argument(
+        "model", type=Path, metavar="MODEL", help=".tflite or .onnx artifact (its manifest.json beside it is used)"
+    )
+    parser.add_argument(
+        "--host", default=defaults.DEFAULT_HOST, help="address to bind (default %(default)s, this machine only)"
+    )
+    parser.add_argument(
+        "--port", type=_port, default=defaults.DEFAULT_PORT, help="TCP port, 0 = any free port (default %(default)s)"
+    )
     parser.add_argument(
         "--workers",
         type=positive_int,
@@ -117,41 +123,61 @@ def add_subparser(subparsers: Any) -> None:
     parser.add_argument("--token-file", type=Path, help="file holding the bearer token clients must send")
     parser.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without a token")
     parser.add_argument(
-        "--max-body-bytes", type=positive_int, default=defaults.DEFAULT_MAX_BODY_BYTES,
+        "--max-body-bytes",
+        type=positive_int,
+        default=defaults.DEFAULT_MAX_BODY_BYTES,
         help="larger bodies get 413 (default %(default)s)",
     )
     parser.add_argument(
-        "--max-images", type=positive_int, default=defaults.DEFAULT_MAX_IMAGES,
+        "--max-images",
+        type=positive_int,
+        default=defaults.DEFAULT_MAX_IMAGES,
         help="more images per request get 413 (default %(default)s)",
     )
     parser.add_argument(
-        "--max-connections", type=positive_int, default=defaults.DEFAULT_MAX_CONNECTIONS,
+        "--max-connections",
+        type=positive_int,
+        default=defaults.DEFAULT_MAX_CONNECTIONS,
         help="connections served at once over all workers; more get 503 (default %(default)s)",
     )
     parser.add_argument(
-        "--request-timeout", type=positive_float, default=defaults.DEFAULT_REQUEST_TIMEOUT,
+        "--request-timeout",
+        type=positive_float,
+        default=defaults.DEFAULT_REQUEST_TIMEOUT,
         help="seconds to receive a request or wait for the model (default %(default)s)",
     )
     parser.add_argument(
-        "--keepalive-timeout", type=positive_float, default=defaults.DEFAULT_KEEPALIVE_TIMEOUT,
+        "--keepalive-timeout",
+        type=positive_float,
+        default=defaults.DEFAULT_KEEPALIVE_TIMEOUT,
         help="seconds an idle connection stays open (default %(default)s)",
     )
     parser.add_argument(
-        "--keepalive-requests", type=positive_int, default=defaults.DEFAULT_KEEPALIVE_REQUESTS,
+        "--keepalive-requests",
+        type=positive_int,
+        default=defaults.DEFAULT_KEEPALIVE_REQUESTS,
         help="requests per connection before it is closed (default %(default)s)",
     )
     parser.add_argument(
-        "--max-batch", type=positive_int, default=defaults.DEFAULT_MAX_BATCH,
+        "--max-batch",
+        type=positive_int,
+        default=defaults.DEFAULT_MAX_BATCH,
         help="images per batched predict call; requests are never split (default %(default)s)",
     )
     parser.add_argument(
-        "--max-wait-us", type=_non_negative_int, default=defaults.DEFAULT_MAX_WAIT_US,
+        "--max-wait-us",
+        type=_non_negative_int,
+        default=defaults.DEFAULT_MAX_WAIT_US,
         help="microseconds a batch may wait for requests still being received; never waits when "
-             "none are (default %(default)s)",
+        "none are (default %(default)s)",
     )
-    parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto", help="inference backend (default %(default)s)")
     parser.add_argument(
-        "--threads", type=positive_int, default=1,
+        "--backend", choices=BACKEND_NAMES, default="auto", help="inference backend (default %(default)s)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
         help="inference threads per worker (default %(default)s: the workers already use every core)",
     )
     parser.set_defaults(func=run)

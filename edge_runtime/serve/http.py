@@ -207,7 +207,9 @@ def declared_length(headers: dict[str, str], max_body_bytes: int | None) -> int:
     if max_body_bytes is None:
         return int(digits) if valid else 0
     if "transfer-encoding" in headers:
-        raise HTTPError(HTTPStatus.LENGTH_REQUIRED, "Transfer-Encoding is not supported; send the body with a Content-Length")
+        raise HTTPError(
+            HTTPStatus.LENGTH_REQUIRED, "Transfer-Encoding is not supported; send the body with a Content-Length"
+        )
     if not valid:
         if raw is None:
             raise HTTPError(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header with the body size is required")
@@ -215,7 +217,8 @@ def declared_length(headers: dict[str, str], max_body_bytes: int | None) -> int:
     length = int(digits)
     if length > max_body_bytes:
         raise HTTPError(
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body is {length} bytes; the limit is {max_body_bytes} (--max-body-bytes)"
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            f"body is {length} bytes; the limit is {max_body_bytes} (--max-body-bytes)",
         )
     return length
 
@@ -295,7 +298,9 @@ class Connection(asyncio.Protocol):
         if self.state == _BODY:
             self._abandon_body()
             self.transport = None
-            self._answer_error(HTTPError(HTTPStatus.BAD_REQUEST, "client closed the connection before sending the whole body"))
+            self._answer_error(
+                HTTPError(HTTPStatus.BAD_REQUEST, "client closed the connection before sending the whole body")
+            )
         self.state = _CLOSED
         self.transport = None
         self.server.connection_closed(self)
@@ -331,7 +336,9 @@ class Connection(asyncio.Protocol):
         end = buffer.find(b"\r\n\r\n")
         if end < 0:
             if len(buffer) > MAX_HEAD_BYTES:
-                self._protocol_error(HTTPError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head is larger than 64 KiB"))
+                self._protocol_error(
+                    HTTPError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head is larger than 64 KiB")
+                )
             elif buffer and not self.head_started:
                 # The request has begun: it must be complete within request_timeout.
                 self.head_started = True
@@ -427,7 +434,9 @@ class Connection(asyncio.Protocol):
         scheme, _, given = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
             raise HTTPError(
-                HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token", {"WWW-Authenticate": 'Bearer realm="keras2edge"'}
+                HTTPStatus.UNAUTHORIZED,
+                "missing or wrong bearer token",
+                {"WWW-Authenticate": 'Bearer realm="keras2edge"'},
             )
 
     # ------------------------------------------------------------------ answers
@@ -497,7 +506,9 @@ class Connection(asyncio.Protocol):
         self.close_after = True
         self.body_left = 0
         self.buffer.clear()
-        request = self.request = Request(getattr(exc, "method", "-"), getattr(exc, "path", ""), 1, {}, time.perf_counter())
+        request = self.request = Request(
+            getattr(exc, "method", "-"), getattr(exc, "path", ""), 1, {}, time.perf_counter()
+        )
         self.server.metrics.add_in_flight(1)
         self.state = _BUSY
         self.reply(request, exc.status, json_error(exc), "application/json", exc.headers)
@@ -572,7 +583,9 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
 
-def _response_head(minor: int, status: int, content_type: str, length: int, headers: dict[str, str] | None, close: bool) -> bytes:
+def _response_head(
+    minor: int, status: int, content_type: str, length: int, headers: dict[str, str] | None, close: bool
+) -> bytes:
     lines = [
         f"HTTP/1.{minor} {status} {_phrase(status)}\r\nServer: keras2edge\r\nDate: {_http_date()}\r\n"
         f"Content-Type: {content_type}\r\nContent-Length: {length}\r\nCache-Control: no-store\r\n"

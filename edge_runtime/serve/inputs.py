@@ -123,7 +123,9 @@ def _pixel_array(items: list[Any]) -> np.ndarray:
     except ValueError as exc:  # ragged nesting
         raise HTTPError(HTTPStatus.BAD_REQUEST, f'"images" is not a list of equally sized 2-D arrays: {exc}') from None
     if array.ndim not in (3, 4):
-        raise HTTPError(HTTPStatus.BAD_REQUEST, f'"images" must be a list of 2-D pixel arrays, got {array.ndim - 1}-D items')
+        raise HTTPError(
+            HTTPStatus.BAD_REQUEST, f'"images" must be a list of 2-D pixel arrays, got {array.ndim - 1}-D items'
+        )
     if array.dtype.kind in "iu":
         if array.size and (array.min() < 0 or array.max() > 255):
             raise HTTPError(HTTPStatus.BAD_REQUEST, '"images" integer pixels must be in 0..255')

@@ -154,7 +154,9 @@ class Metrics:
             for e, m, s in zip(*np.nonzero(requests))
         ]
         for endpoint, method, status, n in sorted(rows):
-            lines.append(f'keras2edge_http_requests_total{{endpoint="{endpoint}",method="{method}",status="{status}"}} {n}')
+            lines.append(
+                f'keras2edge_http_requests_total{{endpoint="{endpoint}",method="{method}",status="{status}"}} {n}'
+            )
         lines += [
             "# HELP keras2edge_http_request_duration_seconds Time from parsed request to response ready.",
             "# TYPE keras2edge_http_request_duration_seconds histogram",
@@ -165,9 +167,13 @@ class Metrics:
                 continue
             cumulative = np.cumsum(snap[self._buckets + e * n_b : self._buckets + (e + 1) * n_b])
             for bound, n in zip(LATENCY_BUCKETS, cumulative):
-                lines.append(f'keras2edge_http_request_duration_seconds_bucket{{endpoint="{endpoint}",le="{bound}"}} {int(n)}')
+                lines.append(
+                    f'keras2edge_http_request_duration_seconds_bucket{{endpoint="{endpoint}",le="{bound}"}} {int(n)}'
+                )
             lines.append(f'keras2edge_http_request_duration_seconds_bucket{{endpoint="{endpoint}",le="+Inf"}} {count}')
-            lines.append(f'keras2edge_http_request_duration_seconds_sum{{endpoint="{endpoint}"}} {snap[self._sums + e]:.6f}')
+            lines.append(
+                f'keras2edge_http_request_duration_seconds_sum{{endpoint="{endpoint}"}} {snap[self._sums + e]:.6f}'
+            )
             lines.append(f'keras2edge_http_request_duration_seconds_count{{endpoint="{endpoint}"}} {count}')
         info = ",".join(f'{k}="{_label_value(v)}"' for k, v in model_labels.items())
         lines += [

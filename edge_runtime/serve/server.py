@@ -157,7 +157,9 @@ class InferenceServer:
         expected = reference if reference is not None else outputs[0]
         for other in outputs:
             if other.shape != expected.shape or not np.allclose(other, expected, atol=1e-5):
-                raise Keras2EdgeError("model instances disagree on the self-check images; the artifact is not deterministic")
+                raise Keras2EdgeError(
+                    "model instances disagree on the self-check images; the artifact is not deterministic"
+                )
         return expected
 
     # --------------------------------------------------------------- lifecycle

@@ -50,7 +50,9 @@ _START_TIMEOUT = 120.0
 _RESPAWN_INTERVAL = 1.0
 
 
-def listening_record(server_host: str, port: int, model: dict[str, Any], workers: int, config: ServeConfig) -> dict[str, Any]:
+def listening_record(
+    server_host: str, port: int, model: dict[str, Any], workers: int, config: ServeConfig
+) -> dict[str, Any]:
     """The fields of the ``listening`` log line (the tests and scripts read the port from it)."""
     return {
         "event": "listening",
@@ -73,8 +75,13 @@ def serve(server: InferenceServer) -> int:
     server.on_draining.append(lambda: server.log.write(event="draining"))
     server.add_signal_handlers(stop, STOP_SIGNALS)
     model = server.pool.first
-    record = listening_record(server.server_address[0], server.server_port, {"sha256": model.sha256, "backend": model.backend},
-                              server.workers, server.config)
+    record = listening_record(
+        server.server_address[0],
+        server.server_port,
+        {"sha256": model.sha256, "backend": model.backend},
+        server.workers,
+        server.config,
+    )
     server.log.write(**record)
     try:
         server.serve_forever()
@@ -336,8 +343,9 @@ class Supervisor:
         self.metrics.bind(slot)
         try:
             model = load(self.model_path, backend=self.backend, threads=self.threads)
-            server = InferenceServer(self.config, ModelPool([model]), sock=self.socket, metrics=self.metrics,
-                                     workers=self.count)
+            server = InferenceServer(
+                self.config, ModelPool([model]), sock=self.socket, metrics=self.metrics, workers=self.count
+            )
         except Keras2EdgeError as exc:
             _send(pipe, "error " + " ".join(str(exc).split()))
             return 2
