@@ -7,13 +7,14 @@ Servers run in-process on a free loopback port with the small converted MLP, as 
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import socket
 import threading
 import time
 
 import edge_runtime
-from edge_runtime.serve import ServeConfig
+from edge_runtime.serve import ModelPool, ServeConfig
 from tests.test_serve import SpyModel, encode, running
 
 PNG_HEADERS = {"Content-Type": "image/png"}
@@ -183,3 +184,31 @@ def test_a_bad_request_in_a_batch_fails_alone(small_mlp_artifacts, mnist):
         for thread in [first, *threads]:
             thread.join(timeout=30)
     assert statuses == {"first": 200, "good": 200, "bad": 400, "good2": 200}
+
+
+def test_a_worker_ahead_in_connections_still_accepts_when_the_others_do_not(small_mlp_artifacts, mnist):
+    """Balancing leaves a new connection to a less busy worker only for a moment, never for good."""
+    from edge_runtime.serve.routes import ROUTES
+    from edge_runtime.serve.server import InferenceServer, make_metrics
+
+    metrics = make_metrics(ROUTES, slots=2)  # slot 1: a worker with no connections that never accepts
+    model = edge_runtime.load(small_mlp_artifacts / "tflite_int8.tflite")
+    server = InferenceServer(ServeConfig(host="127.0.0.1", port=0), ModelPool([model]), io.StringIO(), metrics=metrics)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        first = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+        first.request("POST", "/v1/predict", body=encode(mnist.x_test[0]), headers=PNG_HEADERS)
+        assert first.getresponse().read()
+        assert list(metrics.connections_by_worker()) == [1, 0]  # this worker is now ahead
+        second = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+        second.request("POST", "/v1/predict", body=encode(mnist.x_test[1]), headers=PNG_HEADERS)
+        status = second.getresponse().status
+        assert list(metrics.connections_by_worker()) == [2, 0]
+        first.close()
+        second.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert status == 200

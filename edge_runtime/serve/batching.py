@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -187,7 +188,7 @@ class Batcher:
         while (jobs := self._take()) is not None:
             try:
                 answers, calls = self._execute(model, jobs)
-            except BaseException as exc:  # noqa: BLE001 - every job must get an answer
+            except BaseException as exc:  # every job must get an answer
                 answers, calls = [(job, (500, b"", 0, exc)) for job in jobs], 0
             finally:
                 with self._cond:
@@ -198,7 +199,10 @@ class Batcher:
         if calls:
             self._on_predict_calls(calls)
         for job, answer in answers:
-            job.deliver(*answer)
+            try:
+                job.deliver(*answer)
+            except Exception:  # the other jobs of the batch must still be answered
+                traceback.print_exc()
 
     def _execute(
         self, model: Any, jobs: list[Job]
@@ -219,7 +223,7 @@ class Batcher:
                 ready.append(job)
             except HTTPError as exc:
                 answers[job] = (exc.status, json_error(exc), 0, None)
-            except Exception as exc:  # noqa: BLE001 - a bug in decoding: this request only
+            except Exception as exc:  # a bug in decoding: this request only
                 answers[job] = (500, b"", 0, exc)
         for group in self._groups(ready):
             calls += self._predict(model, group, answers)
@@ -259,7 +263,7 @@ class Batcher:
             for job in group:
                 answers[job] = (error.status, json_error(error), 0, None)
             return 1
-        except Exception as exc:  # noqa: BLE001 - a bug: 500 for these requests, traceback logged
+        except Exception as exc:  # a bug: 500 for these requests, traceback logged
             for job in group:
                 answers[job] = (500, b"", 0, exc)
             return 1

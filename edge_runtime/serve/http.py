@@ -260,7 +260,7 @@ class Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------ asyncio callbacks
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.remote = str(peer[0]) if peer else "-"
@@ -268,7 +268,7 @@ class Connection(asyncio.Protocol):
         self.deadline = time.monotonic() + self.config.request_timeout
         self.server.connection_opened(self)
 
-    def data_received(self, data: bytes) -> None:  # noqa: D102
+    def data_received(self, data: bytes) -> None:
         if self.state == _LINGER:
             self.body_left -= len(data)
             if self.body_left <= 0:
@@ -283,7 +283,7 @@ class Connection(asyncio.Protocol):
             return
         self._process()
 
-    def eof_received(self) -> bool:  # noqa: D102
+    def eof_received(self) -> bool:
         if self.state == _BODY:
             message = f"body ended after {len(self.buffer)} of {self.announced} bytes"
             self._abandon_body()
@@ -294,7 +294,7 @@ class Connection(asyncio.Protocol):
             return True
         return False  # idle or lingering: let asyncio close the connection
 
-    def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
+    def connection_lost(self, exc: Exception | None) -> None:
         if self.state == _BODY:
             self._abandon_body()
             self.transport = None
@@ -305,10 +305,10 @@ class Connection(asyncio.Protocol):
         self.transport = None
         self.server.connection_closed(self)
 
-    def pause_writing(self) -> None:  # noqa: D102
+    def pause_writing(self) -> None:
         self.writing_paused = True
 
-    def resume_writing(self) -> None:  # noqa: D102
+    def resume_writing(self) -> None:
         self.writing_paused = False
         if self.state == _HEAD:
             self._resume_reading()
@@ -502,9 +502,13 @@ class Connection(asyncio.Protocol):
             self.reply(self.request, exc.status, json_error(exc), "application/json", exc.headers)
 
     def _protocol_error(self, exc: HTTPError) -> None:
-        """Answer a request that could not be parsed (in JSON too) and close the connection."""
+        """Answer a request that could not be parsed (in JSON too) and close the connection.
+
+        What the client may still be sending is discarded for a moment first, so that it
+        receives the answer rather than a connection reset.
+        """
         self.close_after = True
-        self.body_left = 0
+        self.body_left = 1 << 62
         self.buffer.clear()
         request = self.request = Request(
             getattr(exc, "method", "-"), getattr(exc, "path", ""), 1, {}, time.perf_counter()

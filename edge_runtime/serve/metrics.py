@@ -86,6 +86,7 @@ class Metrics:
         """Make this process write to ``slot`` (a worker calls it once, after the fork)."""
         if not 0 <= slot < self.slots:
             raise ValueError(f"slot {slot} out of range 0..{self.slots - 1}")
+        self.slot = slot
         self._mine = memoryview(self._map).cast("d")[slot * self._width : (slot + 1) * self._width]
 
     def reset_gauges(self, slot: int) -> None:
@@ -126,6 +127,10 @@ class Metrics:
     def open_connections(self) -> int:
         """Open connections over all workers (what ``--max-connections`` limits)."""
         return int(self._all[:, _CONNECTIONS].sum())
+
+    def connections_by_worker(self) -> np.ndarray:
+        """Open connections of each worker (index: slot)."""
+        return self._all[:, _CONNECTIONS]
 
     def _snapshot(self) -> np.ndarray:
         """Every slot copied consistently (seqlock), summed."""

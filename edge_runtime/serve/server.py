@@ -34,6 +34,8 @@ from edge_runtime.serve.routes import ROUTES, expire
 BACKLOG = 128
 # Timeouts are checked this often (at most; shorter timeouts are checked 4x per timeout).
 _SWEEP_SECONDS = 0.25
+# How long a worker with more connections than another leaves a new one for the other.
+_ACCEPT_DEFER_SECONDS = 0.002
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -169,7 +171,7 @@ class InferenceServer:
         loop = self._loop
         asyncio.set_event_loop(loop)
         self.socket.setblocking(False)
-        loop.add_reader(self.socket.fileno(), self._accept)
+        loop.add_reader(self.socket.fileno(), self._on_readable)
         self.batcher.start()
         loop.call_later(self._sweep_seconds, self._sweep)
         try:
@@ -214,40 +216,74 @@ class InferenceServer:
 
     # -------------------------------------------------------------- connections
 
-    def _accept(self) -> None:
-        """Accept one connection per wake-up, so worker processes sharing the socket take turns."""
+    def _on_readable(self) -> None:
+        """A client is waiting: accept it, unless another worker has fewer connections.
+
+        The kernel wakes every worker for a new connection and the quickest one wins,
+        which can hand all connections of a burst to one worker and leave a core idle
+        for as long as they stay open (keep-alive). So a worker with more open
+        connections than another (the counts are in the shared metrics) waits
+        ``_ACCEPT_DEFER_SECONDS`` and takes the connection only if nobody has by then.
+        """
+        counts = self.metrics.connections_by_worker()
+        if len(counts) > 1 and counts[self.metrics.slot] > counts.min():
+            self._loop.remove_reader(self.socket.fileno())
+            self._loop.call_later(_ACCEPT_DEFER_SECONDS, self._accept_deferred)
+            return
+        self._accept()
+
+    def _accept_deferred(self) -> None:
+        if self.draining:
+            return
+        if self._accept():
+            self._loop.add_reader(self.socket.fileno(), self._on_readable)
+
+    def _accept(self) -> bool:
+        """Accept one connection (one per wake-up, so worker processes sharing the socket take turns).
+
+        Returns False if accepting is paused for a moment (out of file descriptors).
+        """
         try:
             client, _ = self.socket.accept()
         except (BlockingIOError, InterruptedError):
-            return  # another worker process took it
-        except OSError as exc:  # out of file descriptors: stop accepting for a moment
+            return True  # another worker process took it
+        except OSError as exc:
             self.log.write(event="connection_error", error=f"{type(exc).__name__}: {exc}")
             self._loop.remove_reader(self.socket.fileno())
             self._loop.call_later(0.1, self._resume_accepting)
-            return
+            return False
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Counted from now on, not from when its transport is ready a loop iteration
+        # later, so that the other workers see it before the next connection of a burst.
+        self.metrics.add_connections(1)
         self._loop.create_task(self._start_connection(client))
+        return True
 
     def _resume_accepting(self) -> None:
         if not self.draining:
-            self._loop.add_reader(self.socket.fileno(), self._accept)
+            self._loop.add_reader(self.socket.fileno(), self._on_readable)
 
     async def _start_connection(self, client: socket.socket) -> None:
+        def counted_connection() -> Connection:
+            connection = Connection(self)
+            connection.counted = True
+            return connection
+
         try:
-            await self._loop.connect_accepted_socket(lambda: Connection(self), client)
+            await self._loop.connect_accepted_socket(counted_connection, client)
         except OSError as exc:  # the client reset the connection before it was set up
+            self.metrics.add_connections(-1)
             self.log.write(event="connection_error", error=f"{type(exc).__name__}: {exc}")
             client.close()
 
     def connection_opened(self, connection: Connection) -> None:
-        """Admit a new connection, or answer it 503 when ``max_connections`` are open."""
+        """Admit a new connection (already counted), or answer it 503 when more than ``max_connections`` are open."""
         self.connections.add(connection)
-        if self.metrics.open_connections() >= self.config.max_connections:
+        if self.metrics.open_connections() > self.config.max_connections:
+            connection.counted = False
+            self.metrics.add_connections(-1)
             message = f"more than {self.config.max_connections} connections at once (--max-connections); retry later"
             connection.refuse(message)
-            return
-        connection.counted = True
-        self.metrics.add_connections(1)
 
     def connection_closed(self, connection: Connection) -> None:
         """Forget a closed connection; the last one to close ends a drain."""
