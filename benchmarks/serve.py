@@ -602,7 +602,7 @@ def compare_batching(model: Path, plan: Plan, workdir: Path, progress: Any) -> l
 
 def _median(values: list[float]) -> float | None:
     values = [v for v in values if v is not None and not math.isnan(v)]
-    return float(np.median(values)) if values else None
+    return round(float(np.median(values)), 3) if values else None
 
 
 def summarize(
@@ -689,7 +689,17 @@ def summarize(
         on = _median([r["images_per_s"] for r in batching if r["server"] == "batching_on"])
         off = _median([r["images_per_s"] for r in batching if r["server"] == "batching_off"])
         ratio = round(on / off, 3) if on and off else None
-        batching_summary = {"images_per_s_on": on, "images_per_s_off": off, "ratio": ratio}
+        cpu_on = _median([r["cpu_s_per_1000"] for r in batching if r["server"] == "batching_on"])
+        cpu_off = _median([r["cpu_s_per_1000"] for r in batching if r["server"] == "batching_off"])
+        batching_summary = {
+            "images_per_s_on": on,
+            "images_per_s_off": off,
+            "ratio": ratio,
+            "cpu_s_per_1000_on": cpu_on,
+            "cpu_s_per_1000_off": cpu_off,
+            # Images per CPU-second, on / off: what the throughput ratio becomes once the CPU is the limit.
+            "cpu_ratio": round(cpu_off / cpu_on, 3) if cpu_on and cpu_off else None,
+        }
         targets.append(
             {
                 "target": "dynamic batching at 16 connections: images/s >= 1.3x without it",
@@ -776,7 +786,9 @@ def render_report(doc: dict[str, Any]) -> str:
             "",
             f"Model `{doc['batching_model']}`{standin}, 16 connections, one image per request "
             f"(`{doc['batching'][0]['body']}`): {b['images_per_s_on']} images/s with batching, "
-            f"{b['images_per_s_off']} with `--max-batch 1`: {b['ratio']}x.",
+            f"{b['images_per_s_off']} with `--max-batch 1`: {b['ratio']}x. Server CPU per 1,000 requests: "
+            f"{b['cpu_s_per_1000_on']} s with batching, {b['cpu_s_per_1000_off']} s without: "
+            f"{b['cpu_ratio']}x the images per CPU-second.",
             "",
         ]
     lines += ["## The FastAPI app", "", "```python", REFERENCE_APP.rstrip(), "```", ""]
