@@ -139,8 +139,15 @@ def onnx_int8_layers(float_model: Path, quantized_model: Path, calibration: Cali
         float_acts = collect_activations(str(float_aug), reader())
         quant_acts = collect_activations(str(quant_aug), reader())
     if qdq:
-        matched = compute_activation_error(create_activation_matching(quant_acts, float_acts))
-        errors = {name: float(e["xmodel_err"]) for name, e in matched.items() if name != input_name and "xmodel_err" in e}
+        # Tensors are paired by name. A float graph exported again in the same process
+        # can carry other name scopes (``model_1/`` vs ``model_2/``): then no pair
+        # forms, and each tensor's own quantisation noise (pre- vs post-QDQ) ranks
+        # the layers instead.
+        matching = create_activation_matching(quant_acts, float_acts)
+        paired = {name: m for name, m in matching.items() if "float" in m and name != input_name}
+        key = "xmodel_err" if paired else "qdq_err"
+        candidates = paired or {name: m for name, m in matching.items() if name != input_name}
+        errors = {name: float(e[key]) for name, e in compute_activation_error(candidates).items() if key in e}
     else:
         errors = {}
         for name in float_acts.keys() & quant_acts.keys():

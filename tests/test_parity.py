@@ -143,3 +143,17 @@ def test_a_manifest_that_misstates_the_preprocessing_fails_parity(small_mlp_arti
     images = replace(mnist, x_test=mnist.x_test[:1000], y_test=mnist.y_test[:1000])
     report = run_parity(directory, dataset=images)
     assert any(line.startswith("tflite_float32: ") for line in report.failures()), report.failures()
+
+
+@pytest.mark.slow
+def test_qdq_diagnostics_rank_conv_layers_even_when_reexported_names_differ(small_cnn_artifacts, small_cnn_path, mnist):
+    from convert.diagnostics import diagnose_int8
+    from convert.manifest import read_manifest
+
+    manifest = read_manifest(small_cnn_artifacts)
+    record = next(a for a in manifest["artifacts"] if a["name"] == "onnx_int8_static")
+    # Exported again in this process, the float graph's name scopes differ from the
+    # artifact's (`mnist_cnn_1/` vs `mnist_cnn_2/`); this used to raise KeyError 'float'.
+    lines = diagnose_int8(small_cnn_artifacts, record, manifest, small_cnn_path, mnist)
+    assert lines and all("SQNR" in line for line in lines)
+    assert any("conv" in line for line in lines), lines
