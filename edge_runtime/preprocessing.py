@@ -24,6 +24,7 @@ import numpy as np
 
 from edge_runtime.errors import InputError, ModelLoadError
 from edge_runtime.manifest import Preprocessing
+from edge_runtime.records import manifest as records
 
 _copyto, _multiply, _add = np.copyto, np.multiply, np.add  # bound once: the batch-1 path is µs-sized
 _UINT8 = np.dtype(np.uint8)  # builtin dtypes are singletons: `is` is the cheapest test
@@ -58,6 +59,43 @@ def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> n
     [-128, 127]
     """
     return saturate(np.asarray(x, dtype=np.float64) / scale + zero_point, dtype)
+
+
+def apply_preprocessing(raw: np.ndarray, pre: records.Preprocessing) -> np.ndarray:
+    """Raw samples to the model's float32 input: ``(raw * scale + offset - mean) / std``, then the layout.
+
+    The reference arithmetic, in float32 and in this order, used wherever a model
+    is fed outside the device fast path: training, calibration, the parity
+    reference and the benchmarks' hand-written loop. The device's
+    :class:`InputAdapter` must give the same numbers (tests pin it).
+
+    Parameters
+    ----------
+    raw : numpy.ndarray
+        A batch of raw samples, channels last: uint8 images ``(N, H, W)`` or
+        ``(N, H, W, C)``, or feature vectors ``(N, F)``.
+    pre : Preprocessing
+        From the training record or the manifest.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(N, *pre.model_input_shape)``.
+
+    Examples
+    --------
+    >>> pre = records.Preprocessing.for_mode("unit", "flat", (2,))
+    >>> apply_preprocessing(np.array([[0, 255]], np.uint8), pre).tolist()
+    [[0.0, 1.0]]
+    """
+    x = raw.astype(np.float32)
+    x *= np.float32(pre.scale)
+    if pre.offset:
+        x += np.float32(pre.offset)
+    if pre.mean != (0.0,) or pre.std != (1.0,):
+        x -= np.asarray(pre.mean, dtype=np.float32)
+        x /= np.asarray(pre.std, dtype=np.float32)
+    return x.reshape((len(raw), *pre.model_input_shape))
 
 
 class InputAdapter:
