@@ -28,6 +28,7 @@ import numpy as np
 from convert._quiet import captured_output
 from convert.calibration import CalibrationData
 from convert.formats import ArtifactKind
+from edge_runtime.records.manifest import ArtifactRecord, Manifest
 from train.data import Dataset
 
 DIAGNOSTIC_SAMPLES = 100  # images per comparison batch, and the calibration size when the manifest has none
@@ -158,23 +159,27 @@ def onnx_int8_layers(float_model: Path, quantized_model: Path, calibration: Cali
 
 
 def diagnose_int8(
-    directory: Path, record: dict[str, Any], manifest: dict[str, Any], model_path: Path, dataset: Dataset
+    directory: Path, record: ArtifactRecord, manifest: Manifest, model_path: Path, dataset: Dataset
 ) -> list[str]:
     """Per-layer error lines (worst first) for the int8 artifact ``record`` in ``directory``.
 
     The samples are the artifact's own calibration set (the manifest's sample count
-    and seed over the training split): the full-integer diagnosis re-quantises the
-    model, and only the same calibration reproduces the artifact that failed.
+    and seed over the training split, preprocessed as that artifact expects): the
+    full-integer diagnosis re-quantises the model, and only the same calibration
+    reproduces the artifact that failed. An artifact made from the model without its
+    Normalization layer is diagnosed against that model.
     """
     from convert.onnx_export import export_onnx
     from convert.source import load_source_model
 
     source = load_source_model(model_path)
-    recorded = manifest.get("calibration") or {}
+    if record.preprocessing is not None and source.normalization is not None:
+        source = source.without_normalization()
+    recorded = manifest.calibration or {}
     samples = min(int(recorded.get("samples", DIAGNOSTIC_SAMPLES)), len(dataset.x_train))
-    calibration = CalibrationData(dataset, source.input_shape, samples, int(recorded.get("seed", 0)))
-    kind = ArtifactKind.from_name(record["name"])
-    artifact = directory / record["file"]
+    calibration = CalibrationData(dataset, manifest.preprocessing_for(record), samples, int(recorded.get("seed", 0)))
+    kind = ArtifactKind.from_name(record.name)
+    artifact = directory / record.file
     if kind is ArtifactKind.TFLITE_INT8:
         return tflite_full_int8_layers(source.model, calibration)
     if kind is ArtifactKind.TFLITE_DYNAMIC_INT8:
@@ -182,6 +187,4 @@ def diagnose_int8(
     with tempfile.TemporaryDirectory(prefix="keras2edge-diag-") as scratch:
         float_model = Path(scratch) / "float.onnx"
         float_model.write_bytes(export_onnx(source))
-        return onnx_int8_layers(
-            float_model, artifact, calibration, record["inputs"][0]["name"], qdq=kind is ArtifactKind.ONNX_INT8_STATIC
-        )
+        return onnx_int8_layers(float_model, artifact, calibration, record.inputs[0].name, qdq=kind is ArtifactKind.ONNX_INT8_STATIC)

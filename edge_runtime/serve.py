@@ -60,7 +60,8 @@ from edge_runtime.cli_support import positive_float, positive_int
 from edge_runtime.errors import InputError, Keras2EdgeError
 from edge_runtime.images import load_image
 from edge_runtime.model import load
-from edge_runtime.selftest import load_samples
+from edge_runtime.records.manifest import InputSpec
+from edge_runtime.sample_set import load_samples
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -297,9 +298,10 @@ class InferenceServer(ThreadingHTTPServer):
         self.metrics = Metrics()
         self._log_stream = log_stream if log_stream is not None else sys.stderr
         self._log_lock = threading.Lock()
-        # Real digits (the self-test's embedded MNIST samples): a model that answers
-        # every input the same way would pass a check on a blank image.
-        self._check_images = load_samples().images
+        # Real test inputs (the artifact directory's samples.npz; the embedded MNIST digits
+        # for an older MNIST conversion): a model that answers every input the same way
+        # would pass a check on a blank image.
+        self._check_images = load_samples(pool.first.path.parent, pool.first.input.shape).inputs
         self._expected = self._reference_output()
         self._connection_slots = threading.BoundedSemaphore(config.max_connections)
         super().__init__((config.host, config.port), _Handler)
@@ -543,7 +545,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Turn the request body into one batch ``(N, H, W)`` for a single predict call."""
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if content_type in _IMAGE_TYPES:
-            return _decode_image(body, "body", model.preprocessing.image_shape)[np.newaxis]
+            return _decode_image(body, "body", model.input)[np.newaxis]
         if content_type != "application/json":
             raise _HTTPError(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
@@ -559,8 +561,7 @@ class _Handler(BaseHTTPRequestHandler):
         items = document[keys[0]]
         self._count_images(len(items))
         if keys[0] == "images_b64":
-            shape = model.preprocessing.image_shape
-            return np.stack([_decode_image(_b64(item, i), f"images_b64[{i}]", shape) for i, item in enumerate(items)])
+            return np.stack([_decode_image(_b64(item, i), f"images_b64[{i}]", model.input) for i, item in enumerate(items)])
         return _pixel_array(items)
 
     # -------------------------------------------------------------------- endpoints
@@ -636,13 +637,14 @@ def _b64(item: object, index: int) -> bytes:
 
 
 
-def _decode_image(data: bytes, where: str, shape: tuple[int, int]) -> np.ndarray:
+def _decode_image(data: bytes, where: str, spec: InputSpec) -> np.ndarray:
     """PNG/JPEG bytes -> model-sized uint8 image, decoded in memory (nothing touches the disk).
 
     Errors name ``where`` (``body``, ``images_b64[3]``), never a server path.
     """
     try:
-        return load_image(data, tuple(shape), name=where)
+        return load_image(data, spec.image_size, color_mode=spec.color_mode, digits=spec.digits,
+                          crop_to_aspect_ratio=spec.crop_to_aspect_ratio, name=where)
     except Keras2EdgeError as exc:
         raise _HTTPError(HTTPStatus.BAD_REQUEST, str(exc)) from None
 

@@ -6,6 +6,7 @@ the full-size reference model is trained by the main job (`make demo`) instead.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -28,9 +29,11 @@ def mnist():
 def _train_small(tmp_path_factory, mnist, arch: str, epochs: int) -> Path:
     from train.training import TrainConfig, train_model
 
-    model, _ = train_model(mnist, TrainConfig(arch=arch, epochs=epochs, train_limit=SMALL_TRAIN, seed=7), verbose=0)
+    model, record = train_model(mnist, TrainConfig(arch=arch, epochs=epochs, train_limit=SMALL_TRAIN, seed=7), verbose=0)
     path = tmp_path_factory.mktemp(f"small_{arch}") / "model.keras"
     model.save(path)
+    # As `python -m train` leaves it: the record says how the model's input was preprocessed.
+    (path.parent / "training.json").write_text(json.dumps(record))
     return path
 
 

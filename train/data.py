@@ -18,6 +18,7 @@ import numpy as np
 
 from edge_runtime.errors import DataError
 from edge_runtime.idx import parse_idx, read_idx_bytes
+from edge_runtime.records.manifest import InputSpec
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "mnist"
 
@@ -64,6 +65,19 @@ class Dataset:
     @property
     def image_shape(self) -> tuple[int, int]:
         return (int(self.x_train.shape[1]), int(self.x_train.shape[2]))
+
+    @property
+    def input(self) -> InputSpec:
+        """The raw input description: single-channel MNIST-style digits."""
+        return InputSpec("image", (*self.image_shape, 1), "grayscale", digits=True)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(str(i) for i in range(self.num_classes))
+
+    @property
+    def split(self) -> dict[str, object]:
+        return {"kind": "given"}
 
 
 def preprocess(images: np.ndarray) -> np.ndarray:
@@ -181,7 +195,13 @@ def _load_keras() -> Dataset:
     return _make(arrays, "keras.datasets.mnist", {})
 
 
-def load_dataset(source: str | os.PathLike[str] | None = None) -> Dataset:
+def load_dataset(
+    source: str | os.PathLike[str] | None = None,
+    *,
+    image_size: tuple[int, int] | None = None,
+    color_mode: str | None = None,
+    crop_to_aspect_ratio: bool = False,
+) -> Dataset:
     """Load a data set from the bundled copy, an IDX directory, an .npz file or Keras.
 
     Parameters
@@ -209,6 +229,14 @@ def load_dataset(source: str | os.PathLike[str] | None = None) -> Dataset:
     >>> ds.x_train.shape, ds.x_test.shape, ds.num_classes
     ((60000, 28, 28), (10000, 28, 28), 10)
     """
+    data = _load(source)
+    if (image_size is not None and tuple(image_size) != data.image_shape) or color_mode not in (None, "grayscale"):
+        raise DataError(f"{data.source}: images are {data.image_shape[0]}x{data.image_shape[1]} grayscale, "
+                        f"not {image_size} {color_mode}")
+    return data
+
+
+def _load(source: str | os.PathLike[str] | None) -> Dataset:
     if source is None or str(source) == "bundled":
         return _load_idx_dir(BUNDLED_DIR, expected_sha256=BUNDLED_SHA256)
     if str(source) == "keras":

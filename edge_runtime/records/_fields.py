@@ -158,7 +158,7 @@ def read_document(path: Path, error: type[Exception], what: str) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise error(f"{path}: no such file; {what}") from None
+        raise error(f"{path.parent}: no {path.name}; {what}") from None
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:

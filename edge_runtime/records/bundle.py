@@ -19,7 +19,8 @@ _HINT = "rebuild the bundle with 'python -m convert bundle'"
 
 
 class Reference(NamedTuple):
-    """The build machine's probabilities for the bundle's samples, and the tolerance a device must meet."""
+    """The build machine's probabilities for the bundle's samples (``samples.npz``, or the
+    embedded MNIST digits for an MNIST model without one), and the tolerance a device must meet."""
 
     probabilities: tuple[tuple[float, ...], ...]
     tolerance: float
@@ -55,7 +56,6 @@ class BundleRecord(NamedTuple):
     wheel: dict[str, str]
     requirements: str
     reference: Reference
-    samples: str
     created: str = ""
 
     @property
@@ -76,9 +76,6 @@ class BundleRecord(NamedTuple):
         file = artifact.text("file")
         if not file or Path(file).name != file:
             raise f.fail(f"'artifact.file' must be a plain file name, got {file!r}")
-        samples = f.text("samples")
-        if not samples or Path(samples).name != samples:
-            raise f.fail(f"'samples' must be a plain file name, got {samples!r}")
         return cls(
             f.text("target"),
             f.text("debian_arch"),
@@ -87,7 +84,6 @@ class BundleRecord(NamedTuple):
             f.mapping("wheel"),
             f.text("requirements"),
             Reference.from_fields(f.obj("reference")),
-            samples,
             f.text("created", ""),
         )
 

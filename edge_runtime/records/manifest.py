@@ -262,6 +262,11 @@ class Preprocessing(NamedTuple):
             n = len(getattr(pre, key))
             if n not in (1, spec.axis_length):
                 raise f.fail(f"'{f.prefix}{key}' has {n} entries; expected 1 or {spec.axis_length}")
+        if pre.mode in IMAGE_MODES:
+            scale, offset, mean, std = IMAGE_MODES[pre.mode]
+            if not (math.isclose(pre.scale, scale) and math.isclose(pre.offset, offset, abs_tol=1e-12)
+                    and pre.mean == mean and pre.std == std):
+                raise f.fail(f"'{f.prefix}mode' {pre.mode} does not match its scale/offset/mean/std; use mode 'custom' for other values")
         if math.prod(pre.model_input_shape) != spec.size:
             raise f.fail(
                 f"'{f.prefix}model_input_shape' {list(pre.model_input_shape)} does not hold an input of shape {list(spec.shape)}"
@@ -313,6 +318,24 @@ class ArtifactRecord(NamedTuple):
     inputs: tuple[TensorRecord, ...] = ()
     outputs: tuple[TensorRecord, ...] = ()
     preprocessing: Preprocessing | None = None
+
+    def verify(self, digest: str, artifact_path: Path) -> None:
+        """Refuse bytes (hex sha256 ``digest``) other than the ones this entry describes.
+
+        A mismatch means a damaged copy or an artifact from a different conversion;
+        in both cases the recorded preprocessing and labels cannot be trusted for it.
+        """
+        if not self.sha256:
+            raise ManifestError(f"{artifact_path.parent / MANIFEST_NAME}: artifact '{self.file}' has no valid 'sha256'")
+        if digest != self.sha256:
+            raise ManifestError(
+                f"{artifact_path}: sha256 {digest[:12]}… does not match {MANIFEST_NAME} ({self.sha256[:12]}…); "
+                "the file is damaged or from another conversion: copy it again or regenerate the manifest"
+            )
+
+    def summary(self) -> dict[str, Any]:
+        """Name, file, format, precision, quantisation, bytes and sha256: what identifies the artifact."""
+        return {k: getattr(self, k) for k in ("name", "file", "format", "precision", "quantization", "bytes", "sha256")}
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -387,11 +410,13 @@ class Manifest(NamedTuple):
         for entry in self.artifacts:
             if (file is not None and entry.file == file) or (name is not None and entry.name == name):
                 return entry
-        wanted, key = (f"'{file}'", "file") if file is not None else (f"an artifact named '{name}'", "name")
-        listed = ", ".join(getattr(a, key) for a in self.artifacts) or "none"
+        where = self.path or MANIFEST_NAME
+        if file is None:
+            names = ", ".join(a.name for a in self.artifacts) or "none"
+            raise ManifestError(f"{where}: no artifact named '{name}' (available: {names})")
+        listed = ", ".join(a.file for a in self.artifacts) or "none"
         raise ManifestError(
-            f"{self.path or MANIFEST_NAME}: does not list {wanted} (it lists: {listed}); "
-            "keep each artifact next to the manifest it was converted with"
+            f"{where}: does not list '{file}' (it lists: {listed}); keep each artifact next to the manifest it was converted with"
         )
 
     def preprocessing_for(self, artifact: ArtifactRecord) -> Preprocessing:

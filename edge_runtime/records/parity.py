@@ -74,6 +74,10 @@ class ParityRecord(NamedTuple):
         """True when every artifact met its gate."""
         return all(a.passed for a in self.artifacts.values())
 
+    def failures(self) -> list[str]:
+        """``"<artifact>: <problem>"`` for every missed threshold."""
+        return [f"{name}: {p}" for name, a in self.artifacts.items() for p in a.problems]
+
     def only(self, name: str) -> ParityRecord:
         """This record restricted to artifact ``name`` (what a bundle ships)."""
         if name not in self.artifacts:
