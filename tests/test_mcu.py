@@ -143,7 +143,6 @@ def test_micro_interpreter_agrees_with_litert_on_test_images(request, fixture, m
     # arithmetic: at most one step of rounding apart; XNNPACK rounds differently.
     assert parity["litert_builtin"]["max_step_difference"] <= 1
     assert parity["litert_builtin"]["agreement"] >= 0.998
-    assert parity["litert"]["max_step_difference"] <= 16
     # Accuracy against the labels, cross-checked with the runtime's own classification.
     model = edge_runtime.load(artifacts / "tflite_int8.tflite", backend="litert")
     images, labels = mnist.x_test[:TEST_SAMPLES], mnist.y_test[:TEST_SAMPLES]
