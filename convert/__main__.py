@@ -1,8 +1,9 @@
-"""``python -m convert``: convert a Keras model, check a converted directory's parity, bundle it for a device.
+"""``python -m convert``: convert a Keras model, check parity, bundle it for a device, export it for microcontrollers.
 
     python -m convert MODEL.keras --out DIR [--data ...] [--formats ...] [--calibration-samples N]
     python -m convert parity DIR [--data ...] [--model MODEL.keras] [--gate-... overrides]
     python -m convert bundle DIR --artifact NAME --out BUNDLE [--target arm64|armv7l|x86_64]
+    python -m convert mcu DIR --out SRC [--artifact tflite_int8] [--flash-bytes N] [--data ...] [--test-samples N]
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from edge_runtime.cli_support import ArgumentParser, run_cli
+from edge_runtime.cli_support import ArgumentParser, positive_int, run_cli
 from edge_runtime.errors import Keras2EdgeError
 
 PROG = "python -m convert"
@@ -174,8 +175,56 @@ def bundle_main(argv: Sequence[str]) -> int:
     return bundle.run(parser.parse_args(argv))
 
 
+def build_mcu_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(
+        prog=f"{PROG} mcu",
+        description="Export a full-integer int8 .tflite artifact for TensorFlow Lite Micro: model_data.h/.cc, "
+        "model_ops.h, model_io.h, and mcu.json/mcu.md with the flash and tensor-arena bytes and the parity of the "
+        "TFLite Micro interpreter with LiteRT on the test split. Needs keras2edge[mcu].",
+    )
+    parser.add_argument("dir", help="a directory written by python -m convert")
+    parser.add_argument("--out", required=True, help="output directory for the sources and the report")
+    parser.add_argument("--artifact", default="tflite_int8", help="artifact name in DIR/manifest.json (default tflite_int8)")
+    parser.add_argument("--flash-bytes", type=positive_int, default=None, metavar="N", help="refuse a model larger than N bytes")
+    parser.add_argument("--data", default=None, help="test data (default: the data set recorded in the manifest)")
+    parser.add_argument("--test-samples", type=positive_int, default=None, metavar="N", help="measure parity on the first N test images (default all)")
+    parser.add_argument("--force", action="store_true", help="replace --out if it already exists")
+    return parser
+
+
+def mcu_main(argv: Sequence[str]) -> int:
+    """Export for TensorFlow Lite Micro and print where the numbers are."""
+    from convert.mcu import export_mcu
+
+    args = build_mcu_parser().parse_args(argv)
+    record = export_mcu(
+        args.dir,
+        args.out,
+        artifact=args.artifact,
+        dataset=args.data,
+        flash_bytes=args.flash_bytes,
+        test_samples=args.test_samples,
+        force=args.force,
+        progress=lambda line: print(line, flush=True),
+    )
+    parity, timing = record["parity"], record["timing"]
+    print(
+        f"model {record['flash']['model_bytes']} bytes, tensor arena {record['arena']['recommended_bytes']} bytes, "
+        f"ops {', '.join(record['ops'])}"
+    )
+    print(
+        f"TFLite Micro vs LiteRT on {parity['images']} test images: agreement {parity['litert']['agreement']:.2%}, "
+        f"max step difference {parity['litert']['max_step_difference']} "
+        f"({parity['litert_builtin']['max_step_difference']} vs LiteRT's built-in kernels); "
+        f"accuracy {parity['accuracy_micro']:.2%} (LiteRT {parity['accuracy_litert']:.2%}); "
+        f"{timing['median_ms']:.3f} ms per inference on this machine"
+    )
+    print(f"wrote {', '.join(record['files'])} to {args.out}")
+    return 0
+
+
 # First word -> sub-command; anything else is a model to convert.
-SUBCOMMANDS = {"parity": parity_main, "bundle": bundle_main}
+SUBCOMMANDS = {"parity": parity_main, "bundle": bundle_main, "mcu": mcu_main}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

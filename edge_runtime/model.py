@@ -216,6 +216,37 @@ class Model:
             return raw
         return self._postprocess(raw)
 
+    def prepare(self, x: Any) -> np.ndarray:
+        """The model-input tensor ``predict`` would feed the backend, as a copy.
+
+        Another interpreter of the same artifact (TensorFlow Lite Micro on a
+        microcontroller, a C program) must be fed exactly these values, scaling and
+        int8 rounding included, for its outputs to be comparable with this runtime's.
+        A copy, because ``predict`` reuses the buffer behind it on the next call.
+
+        Parameters
+        ----------
+        x : array_like
+            As for :meth:`predict`.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(N, *model input shape)`` in the model's input dtype (int8 already
+            quantised for full-integer models).
+
+        Raises
+        ------
+        InputError
+            As for :meth:`predict`.
+
+        Examples
+        --------
+        >>> load("out/tflite_int8.tflite").prepare(images[:2]).dtype  # doctest: +SKIP
+        dtype('int8')
+        """
+        return np.array(self._prepare(x), copy=True)
+
     def _postprocess(self, raw: np.ndarray) -> np.ndarray:
         """Dequantise int8 output and apply softmax to logits: float32 probabilities."""
         if self._out_scale is not None:

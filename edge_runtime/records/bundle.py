@@ -91,7 +91,7 @@ class BundleRecord(NamedTuple):
     def read(cls, location: str | Path) -> BundleRecord:
         """Read ``location`` (``bundle.json`` or the bundle directory)."""
         path = Path(location)
-        if path.is_dir():
+        if path.name != BUNDLE_NAME:  # a directory, existing or not
             path = path / BUNDLE_NAME
         return cls.from_json(read_document(path, RecordError, _HINT), str(path))
 

@@ -472,7 +472,7 @@ class Manifest(NamedTuple):
     def read(cls, location: str | Path) -> Manifest:
         """Read ``location`` (a ``manifest.json`` or the directory holding one)."""
         path = Path(location)
-        if path.is_dir():
+        if path.name != MANIFEST_NAME:  # a directory, existing or not
             path = path / MANIFEST_NAME
         doc = read_document(path, ManifestError, "pass a directory written by 'python -m convert'")
         return cls.from_json(doc, str(path), path)

@@ -111,7 +111,7 @@ class ParityRecord(NamedTuple):
     def read(cls, location: str | Path) -> ParityRecord:
         """Read ``location`` (``parity.json`` or the artifact directory holding it)."""
         path = Path(location)
-        if path.is_dir():
+        if path.name != PARITY_NAME:  # a directory, existing or not
             path = path / PARITY_NAME
         return cls.from_json(read_document(path, RecordError, _HINT), str(path))
 

@@ -83,7 +83,7 @@ class TrainingRecord(NamedTuple):
     def read(cls, location: str | Path) -> TrainingRecord:
         """Read ``location`` (``training.json`` or the directory holding it)."""
         path = Path(location)
-        if path.is_dir():
+        if path.name != TRAINING_NAME:  # a directory, existing or not
             path = path / TRAINING_NAME
         return cls.from_json(read_document(path, RecordError, _HINT), str(path))
 
