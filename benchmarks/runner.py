@@ -30,7 +30,9 @@ from benchmarks import baselines, coldstart
 from benchmarks.machine import machine_info, thermal_state
 from benchmarks.stats import DEFAULT_POLICY, QUICK_POLICY, TimingPolicy, measure_interleaved
 from edge_runtime.errors import BackendError, DataError, ManifestError
-from edge_runtime.manifest import sha256_hex
+from edge_runtime.records.manifest import Manifest, sha256_hex
+from edge_runtime.records.parity import ParityRecord
+from edge_runtime.sample_set import load_samples
 
 SCHEMA_VERSION = 1
 
@@ -92,65 +94,41 @@ def progress(message: str) -> None:
 
 
 def load_manifest(artifact_dir: Path) -> dict[str, Any]:
-    """Read and sanity-check ``manifest.json``: the fields the benchmark relies on.
+    """The artifact directory's manifest (validated by its record), as a JSON document.
 
     Raises
     ------
     DataError
         ``artifact_dir`` is not a directory.
     ManifestError
-        No manifest, invalid JSON, or missing ``artifacts`` / ``preprocessing``.
+        No manifest, an invalid one, or a listed artifact file is missing.
     """
     if not artifact_dir.is_dir():
         raise DataError(f"artifact directory '{artifact_dir}' does not exist; run `python -m convert` first")
-    path = artifact_dir / "manifest.json"
-    if not path.is_file():
-        raise ManifestError(f"no manifest.json in '{artifact_dir}'; is this the output of `python -m convert`?")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"cannot read '{path}': {exc}") from None
-    artifacts = manifest.get("artifacts") if isinstance(manifest, dict) else None
-    if not isinstance(artifacts, list) or not artifacts:
-        raise ManifestError(f"'{path}' lists no artifacts")
-    pre = manifest.get("preprocessing")
-    if not isinstance(pre, dict) or not {"scale", "model_input_shape"} <= set(pre):
-        raise ManifestError(f"'{path}' has no valid 'preprocessing' block (scale, model_input_shape)")
-    for art in artifacts:
-        if not isinstance(art, dict) or not {"name", "file", "format"} <= set(art):
-            raise ManifestError(f"'{path}': every artifact needs 'name', 'file' and 'format'")
-        if art["format"] not in BACKENDS_BY_FORMAT:
-            raise ManifestError(f"'{path}': artifact '{art['name']}' has unknown format '{art['format']}'")
-        if not (artifact_dir / art["file"]).is_file():
-            raise ManifestError(f"'{path}' lists '{art['file']}' but it is not in '{artifact_dir}'")
-    return manifest
+    manifest = Manifest.read(artifact_dir)
+    for art in manifest.artifacts:
+        if not (artifact_dir / art.file).is_file():
+            raise ManifestError(f"'{manifest.path}' lists '{art.file}' but it is not in '{artifact_dir}'")
+    return manifest.to_json()
 
 
 def load_parity(artifact_dir: Path) -> dict[str, Any] | None:
-    """``parity.json`` beside the artifacts, or ``None`` when parity was not run."""
-    path = artifact_dir / "parity.json"
-    if not path.is_file():
-        return None
-    try:
-        parity = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"cannot read '{path}': {exc}") from None
-    return parity if isinstance(parity, dict) else None
+    """``parity.json`` beside the artifacts (validated by its record), or ``None`` when parity was not run."""
+    parity = ParityRecord.find(artifact_dir)
+    return None if parity is None else parity.to_json()
 
 
-def benchmark_images(count: int) -> np.ndarray:
-    """``count`` real MNIST test images (uint8 ``(N, 28, 28)``), repeated if needed.
+def benchmark_images(artifact_dir: Path, input_shape: tuple[int, ...], count: int) -> np.ndarray:
+    """``count`` real test inputs of the model (its ``samples.npz``), repeated if needed.
 
-    Real digits rather than zeros or noise, so that nothing data-dependent (a
+    Real inputs rather than zeros or noise, so that nothing data-dependent (a
     softmax, a dynamic-range quantiser) runs an unrealistically easy path. They are
-    the digits embedded in ``edge_runtime`` for its self-test, so a device that has
-    only the runtime (no training data set) benchmarks on the same images.
+    the samples a device bundle carries too, so a device that has only the runtime
+    (no training data set) benchmarks on the same inputs.
     """
-    from edge_runtime.selftest import load_samples
-
-    images = load_samples().images
-    reps = math.ceil(count / len(images))
-    return np.ascontiguousarray(np.concatenate([images] * reps)[:count]) if reps > 1 else images[:count].copy()
+    inputs = load_samples(artifact_dir, input_shape).inputs
+    reps = math.ceil(count / len(inputs))
+    return np.ascontiguousarray(np.concatenate([inputs] * reps)[:count]) if reps > 1 else inputs[:count].copy()
 
 
 def artifact_summaries(manifest: dict[str, Any], parity: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -476,7 +454,7 @@ def run_benchmarks(config: BenchConfig, manifest: dict[str, Any], parity: dict[s
     if parity is None:
         notes.append("parity.json not found: accuracy columns are empty and no artifact counts as within the gate")
     machine = machine_info()
-    images = benchmark_images(max(config.batch_sizes))
+    images = benchmark_images(config.artifact_dir, tuple(manifest["input"]["shape"]), max(config.batch_sizes))
     with tempfile.TemporaryDirectory(prefix="keras2edge-bench-") as tmp:
         images_path = Path(tmp) / "images.npy"
         np.save(images_path, images)

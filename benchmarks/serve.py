@@ -387,33 +387,36 @@ def measure(server: Server, body: Body, connections: int, plan: Plan, workdir: P
 # ------------------------------------------------------------------------ bodies
 
 
-def request_bodies() -> list[Body]:
-    """A PNG of one real MNIST digit, and a JSON body of four (the embedded self-test digits)."""
+def _png(pixels: np.ndarray) -> bytes:
     from PIL import Image
 
-    from edge_runtime.selftest import load_samples
-
-    digits = load_samples().images
     buffer = io.BytesIO()
-    Image.fromarray(digits[0]).save(buffer, format="PNG")
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def request_bodies() -> list[Body]:
+    """A PNG of one real MNIST digit, and a JSON body of four (the embedded MNIST test digits)."""
+    from edge_runtime.sample_set import embedded_digits
+
+    digits = embedded_digits().inputs
     as_json = json.dumps({"images": digits[:JSON_BATCH].tolist()}).encode()
-    return [Body("png", buffer.getvalue(), "image/png", 1), Body("json", as_json, "application/json", JSON_BATCH)]
+    return [Body("png", _png(digits[0]), "image/png", 1), Body("json", as_json, "application/json", JSON_BATCH)]
 
 
 def model_body(model_path: Path) -> Body:
-    """One image for ``model_path``: a PNG digit for a grey model, else pseudo-random colour pixels as JSON.
-
-    The server reads colour images only as JSON pixel lists so far, and decoding
-    those costs far more than a PNG (12.6 ms for 64x64x3 on the machine this was
-    written on), which the report has to be read with.
-    """
+    """One PNG image for ``model_path``: its first test sample (a real digit for a digit model)."""
     import edge_runtime
+    from edge_runtime.sample_set import load_samples
 
-    pre = edge_runtime.load(model_path).preprocessing
-    if pre.channels == 1:
-        return request_bodies()[0]
-    image = np.random.default_rng(1).integers(0, 256, size=(*pre.image_shape, pre.channels), dtype=np.uint8)
-    return Body("json_rgb", json.dumps({"images": [image.tolist()]}).encode(), "application/json", 1)
+    spec = edge_runtime.load(model_path).input
+    if not spec.is_image:
+        raise Keras2EdgeError(
+            f"--batching-model {model_path}: the batching comparison sends images; the model reads {spec.describe()}"
+        )
+    sample = load_samples(model_path.parent, spec.shape).inputs[0]
+    pixels = sample[..., 0] if sample.ndim == 3 and sample.shape[2] == 1 else sample
+    return Body(f"png_{spec.color_mode}", _png(np.ascontiguousarray(pixels, dtype=np.uint8)), "image/png", 1)
 
 
 def make_rgb_standin(path: Path, seed: int = 0) -> Path:
@@ -421,7 +424,9 @@ def make_rgb_standin(path: Path, seed: int = 0) -> Path:
 
     A MobileNet-like stack (a strided Conv2D, then DepthwiseConv2D + 1x1 Conv2D
     blocks down to 4x4x256): the kind of network batching is meant for. Its weights
-    are random: the benchmark measures speed, not accuracy.
+    are random: the benchmark measures speed, not accuracy. ``samples.npz`` beside it
+    (pseudo-random images and the model's own answers) gives the server's
+    ``/healthz`` its self-check inputs, as the converter's does for a real model.
     """
     try:
         import tensorflow as tf
@@ -457,6 +462,12 @@ def make_rgb_standin(path: Path, seed: int = 0) -> Path:
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
     write_bytes(path, converter.convert())
+    import edge_runtime
+    from edge_runtime.sample_set import write_samples
+
+    images = rng.integers(0, 256, size=(8, 64, 64, 3), dtype=np.uint8)
+    probabilities = edge_runtime.load(path).predict(images)
+    write_samples(path.parent, images, probabilities.argmax(axis=1), np.arange(len(images)), probabilities)
     return path
 
 

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from convert.converter import convert_model
-    from convert.parity import ParityReport, run_parity
+    from convert.parity import run_parity
 
-__all__ = ["convert_model", "run_parity", "ParityReport"]
+__all__ = ["convert_model", "run_parity"]
 
-_LAZY = {"convert_model": "convert.converter", "run_parity": "convert.parity", "ParityReport": "convert.parity"}
+_LAZY = {"convert_model": "convert.converter", "run_parity": "convert.parity"}
 
 
 def __getattr__(name: str) -> Any:

@@ -28,6 +28,7 @@ import numpy as np
 from convert._quiet import captured_output
 from convert.calibration import CalibrationData
 from convert.formats import ArtifactKind
+from edge_runtime.records.manifest import ArtifactRecord, Manifest
 from train.data import Dataset
 
 DIAGNOSTIC_SAMPLES = 100  # images per comparison batch, and the calibration size when the manifest has none
@@ -139,8 +140,15 @@ def onnx_int8_layers(float_model: Path, quantized_model: Path, calibration: Cali
         float_acts = collect_activations(str(float_aug), reader())
         quant_acts = collect_activations(str(quant_aug), reader())
     if qdq:
-        matched = compute_activation_error(create_activation_matching(quant_acts, float_acts))
-        errors = {name: float(e["xmodel_err"]) for name, e in matched.items() if name != input_name and "xmodel_err" in e}
+        # Tensors are paired by name. A float graph exported again in the same process
+        # can carry other name scopes (``model_1/`` vs ``model_2/``): then no pair
+        # forms, and each tensor's own quantisation noise (pre- vs post-QDQ) ranks
+        # the layers instead.
+        matching = create_activation_matching(quant_acts, float_acts)
+        paired = {name: m for name, m in matching.items() if "float" in m and name != input_name}
+        key = "xmodel_err" if paired else "qdq_err"
+        candidates = paired or {name: m for name, m in matching.items() if name != input_name}
+        errors = {name: float(e[key]) for name, e in compute_activation_error(candidates).items() if key in e}
     else:
         errors = {}
         for name in float_acts.keys() & quant_acts.keys():
@@ -151,23 +159,27 @@ def onnx_int8_layers(float_model: Path, quantized_model: Path, calibration: Cali
 
 
 def diagnose_int8(
-    directory: Path, record: dict[str, Any], manifest: dict[str, Any], model_path: Path, dataset: Dataset
+    directory: Path, record: ArtifactRecord, manifest: Manifest, model_path: Path, dataset: Dataset
 ) -> list[str]:
     """Per-layer error lines (worst first) for the int8 artifact ``record`` in ``directory``.
 
     The samples are the artifact's own calibration set (the manifest's sample count
-    and seed over the training split): the full-integer diagnosis re-quantises the
-    model, and only the same calibration reproduces the artifact that failed.
+    and seed over the training split, preprocessed as that artifact expects): the
+    full-integer diagnosis re-quantises the model, and only the same calibration
+    reproduces the artifact that failed. An artifact made from the model without its
+    Normalization layer is diagnosed against that model.
     """
     from convert.onnx_export import export_onnx
     from convert.source import load_source_model
 
     source = load_source_model(model_path)
-    recorded = manifest.get("calibration") or {}
+    if record.preprocessing is not None and source.normalization is not None:
+        source = source.without_normalization()
+    recorded = manifest.calibration or {}
     samples = min(int(recorded.get("samples", DIAGNOSTIC_SAMPLES)), len(dataset.x_train))
-    calibration = CalibrationData(dataset, source.input_shape, samples, int(recorded.get("seed", 0)))
-    kind = ArtifactKind.from_name(record["name"])
-    artifact = directory / record["file"]
+    calibration = CalibrationData(dataset, manifest.preprocessing_for(record), samples, int(recorded.get("seed", 0)))
+    kind = ArtifactKind.from_name(record.name)
+    artifact = directory / record.file
     if kind is ArtifactKind.TFLITE_INT8:
         return tflite_full_int8_layers(source.model, calibration)
     if kind is ArtifactKind.TFLITE_DYNAMIC_INT8:
@@ -175,6 +187,4 @@ def diagnose_int8(
     with tempfile.TemporaryDirectory(prefix="keras2edge-diag-") as scratch:
         float_model = Path(scratch) / "float.onnx"
         float_model.write_bytes(export_onnx(source))
-        return onnx_int8_layers(
-            float_model, artifact, calibration, record["inputs"][0]["name"], qdq=kind is ArtifactKind.ONNX_INT8_STATIC
-        )
+        return onnx_int8_layers(float_model, artifact, calibration, record.inputs[0].name, qdq=kind is ArtifactKind.ONNX_INT8_STATIC)

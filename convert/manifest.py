@@ -1,26 +1,23 @@
-"""``manifest.json``: the contract between the converter and everything that runs artifacts.
+"""Assembling ``manifest.json`` for a converted directory.
 
-The runtime, benchmarks and the device bundle never import TensorFlow, so they
-learn everything about an artifact (preprocessing, layout, int8 scales, class
-labels) from this file. Its schema is fixed by ``SCHEMA_VERSION``; a change that
-readers must notice bumps the version.
+The record itself (fields, validation, reading and writing) belongs to
+:mod:`edge_runtime.records.manifest`, which the device imports too; this module
+only gathers what the converter knows into it: the source model, the input plan,
+the calibration set, the data set and each validated artifact.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from convert.calibration import CalibrationData
 from convert.formats import ArtifactKind
+from convert.inputs import InputPlan
 from convert.source import SourceModel, file_sha256
-from edge_runtime.errors import ManifestError
-from train.data import PIXEL_SCALE
-
-SCHEMA_VERSION = 1
-MANIFEST_NAME = "manifest.json"
+from edge_runtime.records.manifest import ArtifactRecord, Manifest, Preprocessing, TensorRecord
+from train.data import Dataset
 
 
 def tool_versions() -> dict[str, str]:
@@ -30,89 +27,64 @@ def tool_versions() -> dict[str, str]:
     return library_versions((*TRAINING_LIBRARIES, "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"))
 
 
-def preprocessing_record(source: SourceModel, image_shape: tuple[int, int]) -> dict[str, Any]:
-    """How raw uint8 images become the model's input: ``x * scale + offset``, then reshape."""
-    return {
-        "image_shape": list(image_shape),
-        "channels": 1,
-        "scale": PIXEL_SCALE,
-        "offset": 0.0,
-        "model_input_shape": list(source.input_shape),
-        "layout": source.layout,
-        "foreground": "light-on-dark",
-    }
+def _tensor(doc: dict[str, Any]) -> TensorRecord:
+    quant = doc.get("quantization")
+    return TensorRecord(doc["name"], tuple(doc["shape"]), doc["dtype"],
+                        None if quant is None else (float(quant["scale"]), int(quant["zero_point"])))
 
 
-def artifact_record(kind: ArtifactKind, path: Path, inputs: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> dict[str, Any]:
+def artifact_record(
+    kind: ArtifactKind,
+    path: Path,
+    inputs: list[dict[str, Any]],
+    outputs: list[dict[str, Any]],
+    preprocessing: Preprocessing | None = None,
+) -> ArtifactRecord:
     """One ``artifacts[]`` entry; size and digest are taken from the file as written."""
-    return {
-        "name": kind.artifact_name,
-        "file": kind.file_name,
-        "format": kind.format,
-        "precision": kind.precision,
-        "quantization": kind.quantization,
-        "bytes": path.stat().st_size,
-        "sha256": file_sha256(path),
-        "inputs": inputs,
-        "outputs": outputs,
-    }
+    return ArtifactRecord(
+        name=kind.artifact_name,
+        file=kind.file_name,
+        format=kind.format,
+        precision=kind.precision,
+        quantization=kind.quantization,
+        bytes=path.stat().st_size,
+        sha256=file_sha256(path),
+        inputs=tuple(_tensor(t) for t in inputs),
+        outputs=tuple(_tensor(t) for t in outputs),
+        preprocessing=preprocessing,
+    )
 
 
 def build_manifest(
     source: SourceModel,
-    image_shape: tuple[int, int],
+    plan: InputPlan,
     calibration: CalibrationData | None,
-    artifacts: list[dict[str, Any]],
-) -> dict[str, Any]:
-    """Assemble the manifest for a converted directory.
+    data: Dataset,
+    artifacts: list[ArtifactRecord],
+) -> Manifest:
+    """The manifest for a converted directory.
 
-    ``source_model.path`` (the absolute path the model was converted from) is an
-    addition to the contract's fields; ``parity`` uses it to find the Keras model.
-    ``calibration`` is null when no artifact needed calibration.
+    ``source_model.path`` (the absolute path the model was converted from) lets
+    ``parity`` find the Keras model; ``data`` records the data set, its split and
+    what decided the preprocessing, so ``parity`` and the benchmarks default to the
+    same data. ``calibration`` is None when no artifact needed calibration.
     """
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "tool_versions": tool_versions(),
-        "source_model": {
+    return Manifest(
+        input=plan.spec,
+        preprocessing=plan.preprocessing,
+        class_labels=plan.class_names,
+        artifacts=tuple(artifacts),
+        output_kind=source.output_kind,
+        source_model={
             "file": source.path.name,
+            "format": source.format,
             "sha256": source.sha256,
             "name": str(source.model.name),
             "parameters": int(source.model.count_params()),
             "path": str(source.path),
         },
-        "preprocessing": preprocessing_record(source, image_shape),
-        "class_labels": [str(i) for i in range(source.num_outputs)],
-        "output_kind": source.output_kind,
-        "calibration": calibration.describe() if calibration is not None else None,
-        "artifacts": artifacts,
-    }
-
-
-def read_manifest(directory: str | Path) -> dict[str, Any]:
-    """Read ``directory/manifest.json`` and check the fields parity relies on.
-
-    Raises
-    ------
-    ManifestError
-        The file is missing, not JSON, of another schema version, or lacks artifacts.
-    """
-    path = Path(directory) / MANIFEST_NAME
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ManifestError(f"{directory}: no {MANIFEST_NAME}; pass a directory written by 'python -m convert'") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"{path}: unreadable manifest ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("schema_version") != SCHEMA_VERSION:
-        raise ManifestError(f"{path}: unsupported manifest schema_version (expected {SCHEMA_VERSION})")
-    if not isinstance(manifest.get("artifacts"), list) or not manifest["artifacts"]:
-        raise ManifestError(f"{path}: manifest lists no artifacts")
-    for key in ("preprocessing", "source_model"):
-        if not isinstance(manifest.get(key), dict):
-            raise ManifestError(f"{path}: manifest has no '{key}' section; regenerate it with 'python -m convert'")
-    for entry in manifest["artifacts"]:
-        missing = [k for k in ("name", "file", "format", "precision") if not isinstance(entry, dict) or k not in entry]
-        if missing:
-            raise ManifestError(f"{path}: an artifact entry lacks {', '.join(missing)}; regenerate it with 'python -m convert'")
-    return manifest
+        calibration=calibration.describe() if calibration is not None else None,
+        data={"source": data.source, "split": data.split, "preprocessing_from": plan.decided_by},
+        tool_versions=tool_versions(),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )

@@ -11,19 +11,18 @@ conversion that silently lost accuracy fails loudly instead of shipping.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from convert.manifest import read_manifest
-from edge_runtime.atomic import write_json, write_text
+from edge_runtime.atomic import write_text
 from edge_runtime.errors import DataError, ManifestError
+from edge_runtime.records.manifest import Manifest, Preprocessing
+from edge_runtime.records.parity import ArtifactParity, ParityRecord
+from edge_runtime.records.training import TrainingRecord
 from train.data import Dataset, load_dataset
-
-PARITY_SCHEMA_VERSION = 1
-
 
 @dataclass(frozen=True)
 class Gate:
@@ -73,143 +72,118 @@ DEFAULT_GATES: dict[str, Gate] = {
 }
 
 
-@dataclass
-class ArtifactParity:
-    """Parity metrics of one artifact against Keras, and its gate verdict."""
-
-    name: str
-    precision: str
-    accuracy: float
-    accuracy_delta: float
-    agreement: float
-    max_abs_diff: float
-    mean_abs_diff: float
-    gate: Gate
-    problems: list[str] = field(default_factory=list)
-    diagnostics: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return not self.problems
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "precision": self.precision,
-            "accuracy": self.accuracy,
-            "accuracy_delta": self.accuracy_delta,
-            "agreement": self.agreement,
-            "max_abs_diff": self.max_abs_diff,
-            "mean_abs_diff": self.mean_abs_diff,
-            "gate": {k: v for k, v in asdict(self.gate).items() if v is not None},
-            "passed": self.passed,
-            "problems": self.problems,
-            "diagnostics": self.diagnostics,
-        }
-
-
-@dataclass
-class ParityReport:
-    """Parity of every artifact in a directory; see :func:`run_parity`."""
-
-    keras_accuracy: float
-    num_images: int
-    artifacts: dict[str, ArtifactParity]
-
-    @property
-    def passed(self) -> bool:
-        """True when every artifact met its gate."""
-        return all(a.passed for a in self.artifacts.values())
-
-    def failures(self) -> list[str]:
-        """``"<artifact>: <problem>"`` for every missed threshold."""
-        return [f"{a.name}: {p}" for a in self.artifacts.values() for p in a.problems]
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``parity.json`` document."""
-        return {
-            "schema_version": PARITY_SCHEMA_VERSION,
-            "keras": {"accuracy": self.keras_accuracy},
-            "num_images": self.num_images,
-            "passed": self.passed,
-            "artifacts": {name: a.to_json() for name, a in self.artifacts.items()},
-        }
-
-    def to_markdown(self) -> str:
-        """The ``parity.md`` table: one row per artifact, then failures and diagnostics."""
-        lines = [
-            "# Parity with the Keras model",
-            "",
-            f"{self.num_images} test images; Keras accuracy {self.keras_accuracy:.2%}.",
-            "",
-            "| artifact | precision | accuracy | Δ vs Keras (pt) | top-1 agreement | max abs Δp | mean abs Δp | gate |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
-        ]
-        for a in self.artifacts.values():
-            lines.append(
-                f"| {a.name} | {a.precision} | {a.accuracy:.2%} | {a.accuracy_delta * 100:+.2f} | {a.agreement:.2%} "
-                f"| {a.max_abs_diff:.2e} | {a.mean_abs_diff:.2e} | {'pass' if a.passed else 'FAIL'} |"
-            )
-        lines += ["", "Gates: " + "; ".join(f"{p}: {_describe_gate(g)}" for p, g in _gates_used(self).items()), ""]
-        for a in self.artifacts.values():
-            if a.problems:
-                lines += [f"## {a.name} failed", ""] + [f"- {p}" for p in a.problems] + [""]
-                if a.diagnostics:
-                    lines += ["Per-layer quantisation error (worst layer first):", "", "```", *a.diagnostics, "```", ""]
-        return "\n".join(lines)
-
-
-def _describe_gate(gate: Gate) -> str:
+def _describe_gate(gate: dict[str, float]) -> str:
     parts = []
-    if gate.min_agreement is not None:
-        parts.append(f"agreement >= {gate.min_agreement:.2%}")
-    if gate.max_abs_diff is not None:
-        parts.append(f"max abs Δp <= {gate.max_abs_diff:g}")
-    if gate.max_accuracy_drop is not None:
-        parts.append(f"accuracy drop <= {gate.max_accuracy_drop * 100:g} pt")
+    if "min_agreement" in gate:
+        parts.append(f"agreement >= {gate['min_agreement']:.2%}")
+    if "max_abs_diff" in gate:
+        parts.append(f"max abs Δp <= {gate['max_abs_diff']:g}")
+    if "max_accuracy_drop" in gate:
+        parts.append(f"accuracy drop <= {gate['max_accuracy_drop'] * 100:g} pt")
     return ", ".join(parts) or "none"
 
 
-def _gates_used(report: ParityReport) -> dict[str, Gate]:
-    return {a.precision: a.gate for a in report.artifacts.values()}
+def to_markdown(report: ParityRecord, manifest: Manifest) -> str:
+    """The ``parity.md`` table: one row per artifact (with its size against float32 TFLite), then failures.
+
+    The size column states the int8 artifacts' share of the float32 TFLite file:
+    about a quarter for dense nets; conv nets, whose small filters carry per-channel
+    scales and whose graphs carry more ops, can be well above it.
+    """
+    sizes = {a.name: a.bytes for a in manifest.artifacts}
+    reference = sizes.get("tflite_float32")
+    lines = [
+        "# Parity with the Keras model",
+        "",
+        f"{report.num_images} test inputs; Keras accuracy {report.keras_accuracy:.2%}.",
+        "",
+        "| artifact | precision | bytes | % of float32 TFLite | accuracy | Δ vs Keras (pt) | top-1 agreement "
+        "| max abs Δp | mean abs Δp | gate |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, a in report.artifacts.items():
+        size = sizes.get(name)
+        share = f"{100 * size / reference:.1f}" if size and reference else "n/a"
+        lines.append(
+            f"| {name} | {a.precision} | {size if size is not None else 'n/a'} | {share} | {a.accuracy:.2%} "
+            f"| {a.accuracy_delta * 100:+.2f} | {a.agreement:.2%} | {a.max_abs_diff:.2e} | {a.mean_abs_diff:.2e} "
+            f"| {'pass' if a.passed else 'FAIL'} |"
+        )
+    gates = {a.precision: a.gate for a in report.artifacts.values()}
+    lines += ["", "Gates: " + "; ".join(f"{p}: {_describe_gate(g)}" for p, g in gates.items()), ""]
+    for name, a in report.artifacts.items():
+        if a.problems:
+            lines += [f"## {name} failed", ""] + [f"- {p}" for p in a.problems] + [""]
+            if a.diagnostics:
+                lines += ["Per-layer quantisation error (worst layer first):", "", "```", *a.diagnostics, "```", ""]
+    return "\n".join(lines)
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    shifted = x - x.max(axis=1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=1, keepdims=True)
+def reference_preprocessing(source_path: Path, manifest: Manifest) -> Preprocessing:
+    """The preprocessing the Keras reference is fed with: the training pipeline's own when known.
+
+    For a model from ``python -m train`` that is ``training.json``, not the manifest:
+    if the manifest described it wrongly, the runtime (which follows the manifest)
+    would disagree with this reference and the gate would fail, as it should.
+    """
+    training = TrainingRecord.beside(source_path) if source_path.is_file() else None
+    if training is None:
+        return manifest.preprocessing
+    return training.preprocessing._replace(
+        layout=manifest.preprocessing.layout, model_input_shape=manifest.preprocessing.model_input_shape
+    )
 
 
-def keras_probabilities(model_path: Path, manifest: dict[str, Any], images: np.ndarray) -> np.ndarray:
-    """Class probabilities of the source Keras model on raw uint8 ``images``.
+def keras_probabilities(model_path: Path, manifest: Manifest, raw: np.ndarray) -> np.ndarray:
+    """Class probabilities of the source Keras model on raw inputs.
 
     The model file must be the one the artifacts were converted from (same sha256),
     otherwise the comparison would be meaningless.
     """
     from convert.source import load_source_model
-    from train.training import model_inputs
 
     source = load_source_model(model_path)
-    expected = manifest["source_model"]["sha256"]
+    expected = manifest.source_model.get("sha256")
     if source.sha256 != expected:
         raise ManifestError(
             f"{model_path}: sha256 {source.sha256[:12]}… differs from the model these artifacts were converted from "
-            f"({expected[:12]}…); pass the original with --model"
+            f"({str(expected)[:12]}…); pass the original with --model"
         )
-    # The training pipeline's own preprocessing, not the manifest's: if the manifest
-    # described it wrongly, the runtime (which follows the manifest) would disagree here.
-    inputs = model_inputs(images, source.model)
-    outputs = np.asarray(source.model.predict(inputs, batch_size=1000, verbose=0), dtype=np.float64)
-    return outputs if manifest["output_kind"] == "probabilities" else _softmax(outputs)
+    return source.probabilities(raw, reference_preprocessing(source.path, manifest))
 
 
-def _artifact_probabilities(path: Path, images: np.ndarray, backend: str) -> np.ndarray:
+def _artifact_probabilities(path: Path, raw: np.ndarray, backend: str) -> np.ndarray:
     import edge_runtime
 
     from convert._quiet import captured_output
 
     with captured_output():  # LiteRT announces its delegate on stderr
         model = edge_runtime.load(path, backend=backend)
-    return np.asarray(model.predict(images), dtype=np.float64)
+    return np.asarray(model.predict(raw), dtype=np.float64)
+
+
+def load_test_data(manifest: Manifest, dataset: Dataset | str | os.PathLike[str] | None) -> Dataset:
+    """The data parity and the benchmarks measure on: ``dataset``, else the one the manifest records.
+
+    Images are loaded at the size, colour mode and crop the manifest records, so the
+    test inputs are what the device would be given.
+    """
+    if isinstance(dataset, Dataset):
+        data = dataset
+    else:
+        recorded = (manifest.data or {}).get("source")
+        source = dataset if dataset is not None else recorded
+        spec = manifest.input
+        options = {}
+        if spec.is_image:
+            options = {"image_size": spec.image_size, "color_mode": spec.color_mode,
+                       "crop_to_aspect_ratio": spec.crop_to_aspect_ratio}
+        data = load_dataset(source, **options)
+    expected = manifest.input.shape
+    got = data.x_test.shape[1:]
+    if got != expected and not (manifest.input.is_image and expected[2] == 1 and got == expected[:2]):
+        raise DataError(f"test inputs are {'×'.join(map(str, got))} but the artifacts expect {'×'.join(map(str, expected))}")
+    return data
 
 
 def compare(probs: np.ndarray, reference: np.ndarray, labels: np.ndarray, keras_accuracy: float) -> dict[str, float]:
@@ -243,7 +217,7 @@ def run_parity(
     backend: str = "auto",
     diagnose: bool = True,
     write: bool = True,
-) -> ParityReport:
+) -> ParityRecord:
     """Measure every artifact in ``artifact_dir`` against its Keras model on the test split.
 
     Parameters
@@ -251,7 +225,8 @@ def run_parity(
     artifact_dir : str or path
         A directory written by :func:`convert.convert_model`.
     dataset : Dataset, str, path or None
-        Test images and labels (the test split is used); ``None`` is the bundled MNIST.
+        Test inputs and labels (the test split is used); ``None`` is the data set
+        recorded in the manifest (the one the artifacts were calibrated on).
     gates : dict, optional
         ``precision -> Gate`` overriding :data:`DEFAULT_GATES` for those precisions.
     model_path : str or path, optional
@@ -265,8 +240,8 @@ def run_parity(
 
     Returns
     -------
-    ParityReport
-        Check ``.passed``; failures are reported, not raised.
+    ParityRecord
+        Check ``.passed``; failures are reported (``.failures()``), not raised.
 
     Examples
     --------
@@ -275,33 +250,36 @@ def run_parity(
     (True, [])
     """
     directory = Path(artifact_dir)
-    manifest = read_manifest(directory)
-    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
-    if data.image_shape != tuple(manifest["preprocessing"]["image_shape"]):
-        raise DataError(
-            f"test images are {data.image_shape[0]}×{data.image_shape[1]} but the artifacts expect "
-            f"{'×'.join(map(str, manifest['preprocessing']['image_shape']))}"
-        )
-    source = Path(model_path) if model_path is not None else Path(manifest["source_model"].get("path", ""))
-    if not source.is_file():
+    manifest = Manifest.read(directory)
+    data = load_test_data(manifest, dataset)
+    source = Path(model_path) if model_path is not None else Path(manifest.source_model.get("path", ""))
+    if not source.exists():
         raise ManifestError(f"source model '{source}' recorded in the manifest is gone; pass it with --model")
     chosen = {**DEFAULT_GATES, **(gates or {})}
-    images, labels = data.x_test, data.y_test
-    reference = keras_probabilities(source, manifest, images)
+    raw, labels = data.x_test, data.y_test
+    reference = keras_probabilities(source, manifest, raw)
     keras_accuracy = float(np.mean(reference.argmax(axis=1) == labels))
     results: dict[str, ArtifactParity] = {}
-    for record in manifest["artifacts"]:
-        probs = _artifact_probabilities(directory / record["file"], images, backend)
+    for record in manifest.artifacts:
+        probs = _artifact_probabilities(directory / record.file, raw, backend)
         metrics = compare(probs, reference, labels, keras_accuracy)
-        gate = chosen.get(record["precision"], Gate())
-        result = ArtifactParity(record["name"], record["precision"], gate=gate, problems=gate.failures(metrics), **metrics)
-        if diagnose and result.problems and record["precision"] == "int8":
+        gate = chosen.get(record.precision, Gate())
+        problems = tuple(gate.failures(metrics))
+        diagnostics: tuple[str, ...] = ()
+        if diagnose and problems and record.precision == "int8":
             from convert.diagnostics import diagnose_int8
 
-            result.diagnostics = diagnose_int8(directory, record, manifest, source, data)
-        results[record["name"]] = result
-    report = ParityReport(keras_accuracy=keras_accuracy, num_images=len(images), artifacts=results)
+            diagnostics = tuple(diagnose_int8(directory, record, manifest, source, data))
+        results[record.name] = ArtifactParity(
+            precision=record.precision,
+            gate={k: v for k, v in asdict(gate).items() if v is not None},
+            passed=not problems,
+            problems=problems,
+            diagnostics=diagnostics,
+            **metrics,
+        )
+    report = ParityRecord(keras_accuracy, len(raw), results, {"source": data.source, "split": data.split})
     if write:
-        write_json(directory / "parity.json", report.to_json())
-        write_text(directory / "parity.md", report.to_markdown())
+        report.write(directory)
+        write_text(directory / "parity.md", to_markdown(report, manifest))
     return report

@@ -3,10 +3,13 @@
     python -m edge_runtime predict MODEL INPUT... [--json] [--top-k K] [--backend B] [--threads N]
     python -m edge_runtime info MODEL [--json] [--backend B]
 
-INPUT may be an image file (PNG, JPEG, ...), a ``.npy`` array (one image or a
-batch) or an IDX file such as ``t10k-images-idx3-ubyte.gz``. ``predict`` prints one
-line per image: ``input<TAB>label<TAB>confidence``; ``--top-k`` lists the K most
-likely labels instead; ``--json`` prints one JSON document.
+INPUT may be an image file (PNG, JPEG, ...: decoded to the model's size and colour
+mode as in training), a ``.npy`` array (one input or a batch), an IDX file such as
+``t10k-images-idx3-ubyte.gz``, or for a feature model a CSV file with a header row
+(one input per row; the model's feature columns are taken by name, a ``label``
+column is ignored). ``predict`` prints one line per input:
+``input<TAB>label<TAB>confidence``; ``--top-k`` lists the K most likely labels
+instead; ``--json`` prints one JSON document.
 
 Subcommands are pluggable: every module in :data:`SUBCOMMAND_MODULES` exposes
 ``add_subparser(subparsers)``, which adds its parser and sets ``func`` (a callable
@@ -31,11 +34,12 @@ from edge_runtime.cli_support import ArgumentParser, positive_int, run_cli
 from edge_runtime.errors import DataError, InputError
 from edge_runtime.idx import parse_idx, read_idx_bytes
 from edge_runtime.images import IMAGE_SUFFIXES, load_image
+from edge_runtime.records.manifest import InputSpec
 
 PROG = "python -m edge_runtime"
 
 # Modules adding one subcommand each through add_subparser(subparsers); see the module docstring.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("edge_runtime.bundle", "edge_runtime.selftest", "edge_runtime.serve")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("edge_runtime.selftest", "edge_runtime.serve")
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,17 +48,61 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, default=None, help="inference threads (default: the backend's choice)")
 
 
-def read_inputs(path: Path, image_shape: tuple[int, int]) -> np.ndarray:
-    """The pixels in one INPUT file: an image, a ``.npy`` array or an IDX file.
+def read_csv_features(path: Path, spec: InputSpec) -> np.ndarray:
+    """Feature rows of a CSV file with a header: the model's named columns in its order, else every numeric column.
 
     Raises
     ------
     DataError
-        Missing, unreadable, or none of the three formats.
+        Unreadable file, missing feature columns, a wrong column count, or a
+        non-numeric cell (row and column named).
     """
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return load_image(path, image_shape)
-    if path.suffix.lower() == ".npy":
+    import csv
+
+    from edge_runtime.files import read_user_file
+
+    text = read_user_file(path, DataError, "a CSV file").decode("utf-8", errors="replace")
+    rows = list(csv.reader(text.splitlines()))
+    if len(rows) < 2:
+        raise DataError(f"{path}: a CSV file needs a header row and at least one row of features")
+    header = [h.strip() for h in rows[0]]
+    names = spec.feature_names or tuple(h for h in header if h != "label")
+    missing = [n for n in names if n not in header]
+    if missing:
+        raise DataError(f"{path}: no column {', '.join(repr(m) for m in missing[:3])}; the model reads {', '.join(names)}")
+    columns = [header.index(n) for n in names]
+    if len(columns) != spec.shape[0]:
+        raise DataError(f"{path}: {len(columns)} feature columns but the model reads {spec.shape[0]} features")
+    values = np.empty((len(rows) - 1, len(columns)), dtype=np.float64)
+    for r, row in enumerate(rows[1:], start=2):
+        for c, col in enumerate(columns):
+            try:
+                values[r - 2, c] = float(row[col])
+            except (ValueError, IndexError):
+                cell = row[col] if col < len(row) else ""
+                raise DataError(f"{path}: row {r}, column '{header[col]}': {cell!r} is not a number") from None
+    return values
+
+
+def read_inputs(path: Path, spec: InputSpec) -> np.ndarray:
+    """The inputs in one INPUT file: an image, a ``.npy`` array, an IDX file, or CSV features.
+
+    Raises
+    ------
+    DataError
+        Missing, unreadable, or none of those formats.
+    """
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        if not spec.is_image:
+            raise DataError(f"{path}: this model reads {spec.describe()}, not images; pass a CSV or .npy file")
+        return load_image(path, spec.image_size, color_mode=spec.color_mode, digits=spec.digits,
+                          crop_to_aspect_ratio=spec.crop_to_aspect_ratio)
+    if suffix == ".csv":
+        if spec.is_image:
+            raise DataError(f"{path}: this model reads {spec.describe()}; CSV files hold feature vectors")
+        return read_csv_features(path, spec)
+    if suffix == ".npy":
         try:
             return np.load(path, allow_pickle=False)
         except FileNotFoundError:
@@ -65,25 +113,25 @@ def read_inputs(path: Path, image_shape: tuple[int, int]) -> np.ndarray:
         raise DataError(f"{path}: no such file")
     data = read_idx_bytes(path)
     if data[:2] != b"\x00\x00":
-        raise DataError(f"{path}: not an image ({', '.join(IMAGE_SUFFIXES)}), .npy or IDX file")
+        raise DataError(f"{path}: not an image ({', '.join(IMAGE_SUFFIXES)}), .npy, .csv or IDX file")
     return parse_idx(data, name=str(path))
 
 
 def _predictions(model: Any, inputs: Sequence[Path]) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, probability row) for every image in every INPUT, in order."""
-    image_shape = model.preprocessing.image_shape
+    """(name, probability row) for every input in every INPUT, in order."""
+    spec = model.input
     # Image files hold one image each: stack them into one batch, one backend call.
     if all(p.suffix.lower() in IMAGE_SUFFIXES for p in inputs):
-        pixels = np.stack([read_inputs(p, image_shape) for p in inputs])
+        pixels = np.stack([read_inputs(p, spec) for p in inputs])
         yield from zip((str(p) for p in inputs), model.predict(pixels))
         return
     for path in inputs:
-        array = read_inputs(path, image_shape)
+        array = read_inputs(path, spec)
         try:
             probs = model.predict(array)
         except InputError as exc:
             raise InputError(f"{path}: {exc}") from None
-        if len(probs) == 1:
+        if len(probs) == 1 and path.suffix.lower() != ".csv":
             yield str(path), probs[0]
         else:
             yield from ((f"{path}[{i}]", row) for i, row in enumerate(probs))
@@ -149,12 +197,12 @@ def run_info(args: argparse.Namespace) -> int:
         *(_tensor_line(t) for t in info["outputs"]),
         f"classes:      {info['num_classes']} ({', '.join(info['class_labels'])})",
         f"output kind:  {info['output_kind']}",
-        f"preprocessing ({pre['source']}): image {pre['image_shape']} x {pre['channels']}, "
-        f"scale {pre['scale']:.6g}, offset {pre['offset']:g}, model input {pre['model_input_shape']} ({pre['layout']})",
+        f"input:        {info['input']['description']}",
+        f"preprocessing ({pre['source']}): {pre['description']}",
     ]
     manifest = info["manifest"]
     if manifest is None:
-        lines.append("manifest:     none (MNIST defaults)")
+        lines.append("manifest:     none (defaults: an image of the model's input size, pixels / 255)")
     else:
         artifact = manifest["artifact"]
         source = manifest.get("source_model") or {}
@@ -170,9 +218,9 @@ def run_info(args: argparse.Namespace) -> int:
 
 def add_predict(subparsers: Any) -> None:
     """Register ``predict``."""
-    parser = subparsers.add_parser("predict", help="classify image, .npy or IDX files", description=run_predict.__doc__)
+    parser = subparsers.add_parser("predict", help="classify image, .npy, IDX or CSV files", description=run_predict.__doc__)
     _add_model_arguments(parser)
-    parser.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="image file, .npy array or IDX file")
+    parser.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="image file, .npy array, IDX file or CSV of features")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
     parser.add_argument("--top-k", type=positive_int, default=None, metavar="K", help="show the K most likely labels")
     parser.set_defaults(func=run_predict)

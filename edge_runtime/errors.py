@@ -28,7 +28,11 @@ class ModelLoadError(Keras2EdgeError):
     """A model artifact is missing, truncated, corrupt or of an unknown format."""
 
 
-class ManifestError(Keras2EdgeError):
+class RecordError(Keras2EdgeError):
+    """A record file (``manifest.json``, ``parity.json``, ``training.json``, ``bundle.json``) is missing or malformed."""
+
+
+class ManifestError(RecordError):
     """``manifest.json`` is malformed or does not describe the artifact beside it."""
 
 

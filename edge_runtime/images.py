@@ -1,21 +1,23 @@
-"""Reading PNG/JPEG/BMP/GIF files as MNIST-like uint8 images.
+"""Reading image files (PNG, JPEG, BMP, GIF, WebP, TIFF) as a model's uint8 pixels.
 
-MNIST digits are light strokes on a dark background, centred by centre of mass in
-a 20×20 box inside 28×28. A photo or scan of ink on paper is the opposite: dark on
-light, any size, off-centre. :func:`load_image` bridges the two so the model sees
-what it was trained on:
+One implementation serves everything that turns an image into model input: the
+training data loader (image folders), calibration and parity, and on the device
+the CLI, the HTTP service and the camera loop. Training and the device therefore
+see the same pixels for the same file:
 
-1. decode from a path, bytes or a binary stream (images over :data:`MAX_PIXELS`
-   are refused from their header, before decoding), EXIF rotation applied,
-   transparency composited onto white; grayscale;
-2. invert when the background (the median of the border pixels) is light;
-3. if the image is not already the model's size: subtract the paper tone, stretch
-   the strokes to full white, crop to the ink, scale its longer side to 20/28 of the
-   target, and centre it by centre of mass, as MNIST was made.
+1. :func:`decode_image` decodes a path, bytes or binary stream (images over
+   :data:`MAX_PIXELS` are refused from their header, before decoding), applies
+   the EXIF orientation, composites transparency onto white and converts to the
+   colour mode (Pillow's ITU-R 601 luma for grayscale, as Keras' ``load_img``);
+2. :func:`resize_image` resizes as Keras' ``image_dataset_from_directory`` does
+   (bilinear with half-pixel centres and no antialiasing, as
+   ``tf.image.resize``; optionally the largest centred crop of the target's aspect
+   ratio first, as ``crop_to_aspect_ratio=True``), then rounds to uint8;
+3. :func:`load_image` does both, or, for models of MNIST-style digits, hands the
+   grayscale image to :func:`edge_runtime.digits.to_mnist_digit` instead of step 2.
 
-An image that already has the target size is only converted and inverted, so MNIST
-images saved as PNG come back bit-identical. Pillow is an optional dependency
-(``pip install 'keras2edge[image]'``); without it a :class:`DataError` says so.
+Pillow is an optional dependency (``pip install 'keras2edge[image]'``); without it
+a :class:`DataError` says so.
 """
 
 from __future__ import annotations
@@ -30,53 +32,27 @@ from edge_runtime.errors import DataError
 from edge_runtime.files import read_user_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+COLOR_MODES = ("grayscale", "rgb")
 PILLOW_HINT = "reading image files needs Pillow: pip install 'keras2edge[image]' (or pip install pillow)"
 # Decompression-bomb guard: images declaring more pixels are refused before decoding.
 MAX_PIXELS = 4096 * 4096
-# No digit image comes near this; it stops a path to a huge (or endless) file from filling memory.
+# No photo a device classifies comes near this; it stops a path to a huge (or endless) file from filling memory.
 MAX_IMAGE_BYTES = 128 * 2**20
 ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
-# Fraction of the target side the digit's longer side is scaled to (MNIST: 20 of 28).
-DIGIT_FRACTION = 20 / 28
-# A pixel is ink when it is brighter than this fraction of the brightest pixel.
-INK_THRESHOLD = 0.2
 
 
-def _pillow() -> Any:
+def pillow() -> Any:
+    """The ``PIL.Image`` module, or a :class:`DataError` saying how to install it."""
     try:
-        from PIL import Image, ImageOps
+        from PIL import Image
     except ImportError:
         raise DataError(PILLOW_HINT) from None
-    return Image, ImageOps
+    return Image
 
 
-def _decode(data: bytes, name: str, max_pixels: int) -> np.ndarray:
-    """Image file content -> grayscale uint8, refusing images over ``max_pixels``.
-
-    The size is checked from the header, before the pixels are decompressed: a
-    small file can declare gigapixels (a decompression bomb).
-    """
-    image_mod, image_ops = _pillow()
-    try:
-        with image_mod.open(io.BytesIO(data)) as img:
-            width, height = img.size
-            if width * height > max_pixels:
-                raise DataError(f"{name}: image is {width}x{height} pixels, more than the limit of {max_pixels}")
-            img.load()
-            img = image_ops.exif_transpose(img)
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                background = image_mod.new("RGBA", rgba.size, (255, 255, 255, 255))
-                img = image_mod.alpha_composite(background, rgba)
-            return np.asarray(img.convert("L"), dtype=np.uint8)
-    except DataError:  # the size refusal above; DataError is a ValueError, keep it as it is
-        raise
-    except image_mod.UnidentifiedImageError:
-        raise DataError(f"{name}: cannot read image (not a format Pillow can decode: PNG, JPEG, BMP, GIF, WebP, TIFF)") from None
-    except image_mod.DecompressionBombError as exc:
-        raise DataError(f"{name}: image too large ({exc})") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or damaged data
-        raise DataError(f"{name}: cannot read image ({type(exc).__name__}: {exc})") from None
+def _check_color_mode(color_mode: str) -> None:
+    if color_mode not in COLOR_MODES:
+        raise DataError(f"color_mode must be one of {', '.join(COLOR_MODES)}, got {color_mode!r}")
 
 
 def _read(source: ImageSource) -> tuple[bytes, str]:
@@ -91,48 +67,18 @@ def _read(source: ImageSource) -> tuple[bytes, str]:
         name = str(source)
         data = read_user_file(source, DataError, "an image file", limit=MAX_IMAGE_BYTES + 1)
     if len(data) > MAX_IMAGE_BYTES:
-        raise DataError(f"{name}: more than {MAX_IMAGE_BYTES} bytes, too large for an image of a digit")
+        raise DataError(f"{name}: more than {MAX_IMAGE_BYTES} bytes, too large for an image")
     return data, name
 
 
-def _centre(gray: np.ndarray, background: float, shape: tuple[int, int]) -> np.ndarray:
-    """Remove the paper tone, crop to the ink, fit it in the MNIST box, centre by mass."""
-    image_mod, _ = _pillow()
-    gray = np.clip(gray.astype(np.int16) - int(background), 0, 255)
-    peak = int(gray.max())
-    out = np.zeros(shape, dtype=np.uint8)
-    if peak == 0:
-        return out  # blank page: nothing to centre
-    # Stretch so the strongest stroke is white, as in MNIST, whatever the lighting was.
-    gray = (gray * (255.0 / peak)).round().astype(np.uint8)
-    # After the stretch the strongest stroke is 255, so the threshold is relative to that.
-    is_ink = gray > 255 * INK_THRESHOLD
-    rows = np.flatnonzero(is_ink.any(axis=1))
-    cols = np.flatnonzero(is_ink.any(axis=0))
-    ink = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    box = max(1, round(min(shape) * DIGIT_FRACTION))
-    factor = box / max(ink.shape)
-    size = (max(1, round(ink.shape[1] * factor)), max(1, round(ink.shape[0] * factor)))
-    digit = np.asarray(image_mod.fromarray(ink).resize(size, image_mod.Resampling.LANCZOS), dtype=np.float64)
-    total = digit.sum()
-    if total == 0:
-        return out
-    cy = (digit.sum(axis=1) * np.arange(digit.shape[0])).sum() / total
-    cx = (digit.sum(axis=0) * np.arange(digit.shape[1])).sum() / total
-    top = int(np.clip(round(shape[0] / 2 - cy), 0, shape[0] - digit.shape[0]))
-    left = int(np.clip(round(shape[1] / 2 - cx), 0, shape[1] - digit.shape[1]))
-    out[top : top + digit.shape[0], left : left + digit.shape[1]] = np.clip(np.rint(digit), 0, 255).astype(np.uint8)
-    return out
-
-
-def load_image(
+def decode_image(
     source: ImageSource,
-    image_shape: tuple[int, int] = (28, 28),
+    color_mode: str = "grayscale",
     *,
     name: str | None = None,
     max_pixels: int = MAX_PIXELS,
 ) -> np.ndarray:
-    """Read an image (file, bytes or binary stream) as light-on-dark uint8 pixels of ``image_shape``.
+    """Decode an image file, bytes or binary stream to uint8 pixels at its own size.
 
     Parameters
     ----------
@@ -140,8 +86,8 @@ def load_image(
         A PNG, JPEG, BMP, GIF, WebP or TIFF image: a path, its content (e.g. an
         HTTP request body, so a server never writes it to disk), or a stream
         opened with ``"rb"``.
-    image_shape : (height, width)
-        The model's image size (the manifest's ``preprocessing.image_shape``).
+    color_mode : {"grayscale", "rgb"}
+        ``"grayscale"`` gives ``(H, W)``, ``"rgb"`` gives ``(H, W, 3)``.
     name : str or None
         What error messages call the image; defaults to the path, or
         ``"image bytes"`` / ``"image stream"``.
@@ -152,31 +98,182 @@ def load_image(
     Returns
     -------
     numpy.ndarray
-        uint8 ``image_shape`` array, digit light on dark, ready for ``Model.predict``.
+        uint8 pixels, EXIF orientation applied, transparency composited onto white.
 
     Raises
     ------
     DataError
-        Missing or unreadable file, not an image, more than ``max_pixels`` pixels or
-        :data:`MAX_IMAGE_BYTES` bytes, or Pillow is not installed.
+        Missing or unreadable file, not an image, too large, an unknown
+        ``color_mode``, or Pillow is not installed.
+
+    Examples
+    --------
+    >>> decode_image("cat.jpg", "rgb").shape  # doctest: +SKIP
+    (480, 640, 3)
+    """
+    _check_color_mode(color_mode)
+    data, default_name = _read(source)
+    name = default_name if name is None else name
+    image_mod = pillow()
+    from PIL import ImageOps
+
+    try:
+        with image_mod.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise DataError(f"{name}: image is {width}x{height} pixels, more than the limit of {max_pixels}")
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                rgba = img.convert("RGBA")
+                background = image_mod.new("RGBA", rgba.size, (255, 255, 255, 255))
+                img = image_mod.alpha_composite(background, rgba)
+            pixels = np.asarray(img.convert("L" if color_mode == "grayscale" else "RGB"), dtype=np.uint8)
+    except DataError:  # the size refusal above; DataError is a ValueError, keep it as it is
+        raise
+    except image_mod.UnidentifiedImageError:
+        raise DataError(f"{name}: cannot read image (not a format Pillow can decode: PNG, JPEG, BMP, GIF, WebP, TIFF)") from None
+    except image_mod.DecompressionBombError as exc:
+        raise DataError(f"{name}: image too large ({exc})") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or damaged data
+        raise DataError(f"{name}: cannot read image ({type(exc).__name__}: {exc})") from None
+    if pixels.size == 0:
+        raise DataError(f"{name}: image has no pixels")
+    return pixels
+
+
+def aspect_crop(height: int, width: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(top, left, crop_height, crop_width)`` of the largest centred crop with ``size``'s aspect ratio.
+
+    The same integer arithmetic as Keras' ``smart_resize`` (``crop_to_aspect_ratio``),
+    so a crop here takes exactly the pixels Keras took in training.
+
+    Examples
+    --------
+    >>> aspect_crop(340, 500, (200, 200))
+    (0, 80, 340, 340)
+    """
+    target_h, target_w = size
+    crop_h = max(min(height, int(float(width * target_h) / target_w)), 1)
+    crop_w = max(min(width, int(float(height * target_w) / target_h)), 1)
+    return int(float(height - crop_h) / 2), int(float(width - crop_w) / 2), crop_h, crop_w
+
+
+def _bilinear_weights(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of ``tf.image.resize(method="bilinear")`` (half-pixel centres)."""
+    position = (np.arange(out_size, dtype=np.float64) + 0.5) * (in_size / out_size) - 0.5
+    floor = np.floor(position)
+    lower = np.maximum(floor, 0).astype(np.intp)
+    upper = np.minimum(np.ceil(position), in_size - 1).astype(np.intp)
+    return lower, upper, (position - floor).astype(np.float32)
+
+
+def resize_image(pixels: np.ndarray, size: tuple[int, int], *, crop_to_aspect_ratio: bool = False) -> np.ndarray:
+    """Resize uint8 ``(H, W)`` or ``(H, W, C)`` pixels to ``size`` as Keras' data loader does.
+
+    Bilinear interpolation with half-pixel centres and no antialiasing (what
+    ``image_dataset_from_directory`` and ``tf.image.resize`` do by default), then
+    rounded to uint8 so training data and device input are the same bytes.
+    An image already of ``size`` is returned unchanged.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        uint8 image, 2-D (one channel) or 3-D (channels last).
+    size : (height, width)
+        Target size.
+    crop_to_aspect_ratio : bool
+        First take the largest centred crop with the target's aspect ratio (no
+        distortion), as Keras' ``crop_to_aspect_ratio=True``; otherwise the image
+        is squashed to the target's aspect ratio.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 of shape ``size`` (plus the channel axis if ``pixels`` had one).
+
+    Examples
+    --------
+    >>> resize_image(np.array([[0, 255]], np.uint8), (1, 4)).tolist()
+    [[0, 64, 191, 255]]
+    """
+    height, width = pixels.shape[:2]
+    if crop_to_aspect_ratio:
+        top, left, crop_h, crop_w = aspect_crop(height, width, size)
+        pixels = pixels[top : top + crop_h, left : left + crop_w]
+        height, width = crop_h, crop_w
+    if (height, width) == tuple(size):
+        return np.ascontiguousarray(pixels)
+    y0, y1, wy = _bilinear_weights(size[0], height)
+    x0, x1, wx = _bilinear_weights(size[1], width)
+    image = pixels.astype(np.float32)
+    if image.ndim == 3:
+        wx, wy = wx[:, None], wy[:, None, None]
+    else:
+        wy = wy[:, None]
+    # As TensorFlow: interpolate along x in the two source rows, then along y.
+    top_row, bottom_row = image[y0], image[y1]
+    top = top_row[:, x0] + (top_row[:, x1] - top_row[:, x0]) * wx
+    bottom = bottom_row[:, x0] + (bottom_row[:, x1] - bottom_row[:, x0]) * wx
+    out = top + (bottom - top) * wy
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def load_image(
+    source: ImageSource,
+    image_shape: tuple[int, int] = (28, 28),
+    *,
+    color_mode: str = "grayscale",
+    digits: bool = True,
+    crop_to_aspect_ratio: bool = False,
+    name: str | None = None,
+    max_pixels: int = MAX_PIXELS,
+) -> np.ndarray:
+    """Read an image as the uint8 pixels a model of ``image_shape`` takes.
+
+    Parameters
+    ----------
+    source : str, path-like, bytes or binary file object
+        See :func:`decode_image`.
+    image_shape : (height, width)
+        The model's image size (the manifest's input description).
+    color_mode : {"grayscale", "rgb"}
+        The model's colour mode.
+    digits : bool
+        The model reads MNIST-style digits (light on dark, centred by mass): the
+        image goes through :func:`edge_runtime.digits.to_mnist_digit` (grayscale
+        only). Otherwise it is resized as in training (:func:`resize_image`).
+    crop_to_aspect_ratio : bool
+        Passed to :func:`resize_image` (the manifest records what training used).
+    name : str or None
+        What error messages call the image.
+    max_pixels : int
+        See :func:`decode_image`.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 ``image_shape`` (grayscale) or ``(*image_shape, 3)`` (rgb), ready for
+        ``Model.predict``.
+
+    Raises
+    ------
+    DataError
+        See :func:`decode_image`; also ``digits`` with ``color_mode="rgb"``.
 
     Examples
     --------
     >>> pixels = load_image("photo_of_a_seven.jpg")  # doctest: +SKIP
     >>> pixels.shape, pixels.dtype  # doctest: +SKIP
     ((28, 28), dtype('uint8'))
-    >>> load_image(request_body, name="body").shape  # doctest: +SKIP
-    (28, 28)
+    >>> load_image("cat.jpg", (96, 128), color_mode="rgb", digits=False).shape  # doctest: +SKIP
+    (96, 128, 3)
     """
-    data, default_name = _read(source)
-    name = default_name if name is None else name
-    gray = _decode(data, name, max_pixels)
-    if gray.ndim != 2 or gray.size == 0:
-        raise DataError(f"{name}: image has no pixels")
-    background = float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
-    if background > 127:
-        gray = 255 - gray
-        background = 255 - background
-    if gray.shape == tuple(image_shape):
-        return np.ascontiguousarray(gray)
-    return _centre(gray, background, tuple(image_shape))
+    if digits and color_mode != "grayscale":
+        raise DataError("the digit pipeline reads grayscale images; pass color_mode='grayscale' or digits=False")
+    pixels = decode_image(source, color_mode, name=name, max_pixels=max_pixels)
+    if digits:
+        from edge_runtime.digits import to_mnist_digit
+
+        return to_mnist_digit(pixels, tuple(image_shape))
+    return resize_image(pixels, tuple(image_shape), crop_to_aspect_ratio=crop_to_aspect_ratio)

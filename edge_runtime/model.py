@@ -19,16 +19,16 @@ import numpy as np
 from edge_runtime.backends import Backend, TensorSpec, check_name, open_backend
 from edge_runtime.errors import BackendError, InputError, ManifestError, ModelLoadError
 from edge_runtime.files import read_user_file
-from edge_runtime.manifest import (
+from edge_runtime.preprocessing import InputAdapter
+from edge_runtime.records.manifest import (
+    MANIFEST_NAME,
+    ArtifactRecord,
+    InputSpec,
     Manifest,
     Preprocessing,
-    default_preprocessing,
-    find_manifest,
-    read_manifest,
+    default_input,
     sha256_hex,
-    verify_sha256,
 )
-from edge_runtime.preprocessing import InputAdapter
 
 TFLITE_IDENTIFIER = b"TFL3"
 _FLOAT32 = np.dtype(np.float32)
@@ -66,20 +66,12 @@ def _read(path: Path) -> bytes:
     return data
 
 
-def _manifest_quant(entry: dict[str, Any] | None, key: str) -> tuple[float, int] | None:
-    """An I/O tensor's (scale, zero_point) recorded in the manifest, if any."""
+def _io_quantization(entry: ArtifactRecord | None) -> tuple[tuple[float, int] | None, tuple[float, int] | None]:
+    """(input, output) (scale, zero_point) recorded in the manifest (ONNX graphs do not carry int8 I/O's)."""
     if entry is None:
-        return None
-    tensors = entry.get(key)
-    if not isinstance(tensors, list) or not tensors or not isinstance(tensors[0], dict):
-        return None
-    quant = tensors[0].get("quantization")
-    if not isinstance(quant, dict):
-        return None
-    try:
-        return float(quant["scale"]), int(quant["zero_point"])
-    except (KeyError, TypeError, ValueError):
-        raise ManifestError(f"artifact '{entry.get('file')}': {key}[0].quantization needs numeric scale and zero_point") from None
+        return None, None
+    first = lambda tensors: tensors[0].quantization if tensors else None  # noqa: E731
+    return first(entry.inputs), first(entry.outputs)
 
 
 def _check_threads(threads: int | None) -> None:
@@ -104,10 +96,15 @@ class Model:
         From the manifest, else ``"0"``, ``"1"``, ...
     sha256 : str
         Hex digest of the artifact bytes.
-    manifest : dict or None
-        The full ``manifest.json`` document, or None when there is none.
+    manifest : Manifest or None
+        The ``manifest.json`` record beside the artifact, or None when there is none.
+    artifact : ArtifactRecord or None
+        This artifact's entry in the manifest.
+    input : InputSpec
+        What ``predict`` takes: an image (size, colour mode, whether MNIST-style
+        digits) or a feature vector (manifest, or MNIST-like defaults).
     preprocessing : Preprocessing
-        Scale, offset and shapes applied to ``predict`` input (manifest or defaults).
+        Scale, offset, mean/std and layout applied to ``predict`` input.
     threads : int or None
         The thread count given to the backend.
     size_bytes : int
@@ -128,6 +125,8 @@ class Model:
         sha256: str,
         backend: Backend,
         manifest: Manifest | None,
+        artifact: ArtifactRecord | None,
+        spec: InputSpec,
         pre: Preprocessing,
     ) -> None:
         self.path = path
@@ -138,18 +137,19 @@ class Model:
         self._run = backend.run
         self.backend: str = backend.name
         self.threads = backend.threads
-        self._manifest = manifest
-        self.manifest: dict[str, Any] | None = manifest.raw if manifest else None
+        self.manifest = manifest
+        self.artifact = artifact
+        self.input = spec
         self.preprocessing = pre
         in_spec, out_spec = backend.inputs[0], backend.outputs[0]
         per_sample = math.prod(in_spec.shape[1:])
         if any(d < 0 for d in in_spec.shape[1:]) or per_sample != math.prod(pre.model_input_shape):
-            source = "manifest model_input_shape" if manifest else "default MNIST preprocessing"
+            source = "manifest model_input_shape" if manifest else "default preprocessing"
             error = ManifestError if manifest else ModelLoadError
             raise error(
                 f"{path}: model input {list(in_spec.shape)} does not match the {source} {list(pre.model_input_shape)}"
             )
-        self._adapter = InputAdapter(pre, in_spec.dtype, in_spec.quantization)
+        self._adapter = InputAdapter(spec, pre, in_spec.dtype, in_spec.quantization)
         self._prepare = self._adapter.__call__  # a bound method is the cheapest call
         if len(out_spec.shape) != 2 or out_spec.shape[1] < 1:
             raise ModelLoadError(f"{path}: expected an output of shape (batch, classes), got {list(out_spec.shape)}")
@@ -181,9 +181,10 @@ class Model:
         Parameters
         ----------
         x : array_like
-            uint8 pixels ``(28, 28)``, ``(N, 28, 28)`` or flat ``(N, 784)`` (scaled
-            by the manifest's ``scale``/``offset``); or float16/32/64 images already
-            scaled to [0, 1], in any of those layouts. ``(N, 28, 28, 1)`` also works.
+            Images as uint8 pixels ``(H, W, C)`` or a batch ``(N, H, W, C)``
+            (``(H, W)`` / ``(N, H, W)`` for one channel, or flat rows), or float
+            pixels in [0, 1] in the same layouts; for a feature model, raw feature
+            vectors ``(F,)`` or ``(N, F)``. The manifest's preprocessing is applied.
 
         Returns
         -------
@@ -194,7 +195,8 @@ class Model:
         Raises
         ------
         InputError
-            Wrong shape or dtype, empty batch, NaN/inf, or floats that were not scaled.
+            Wrong shape (the message names the expected ones) or dtype, empty batch,
+            NaN/inf, or float pixels outside [0, 1].
         BackendError
             The backend failed while running the model.
 
@@ -213,6 +215,37 @@ class Model:
         if self._plain and raw.dtype is _FLOAT32:
             return raw
         return self._postprocess(raw)
+
+    def prepare(self, x: Any) -> np.ndarray:
+        """The model-input tensor ``predict`` would feed the backend, as a copy.
+
+        Another interpreter of the same artifact (TensorFlow Lite Micro on a
+        microcontroller, a C program) must be fed exactly these values, scaling and
+        int8 rounding included, for its outputs to be comparable with this runtime's.
+        A copy, because ``predict`` reuses the buffer behind it on the next call.
+
+        Parameters
+        ----------
+        x : array_like
+            As for :meth:`predict`.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(N, *model input shape)`` in the model's input dtype (int8 already
+            quantised for full-integer models).
+
+        Raises
+        ------
+        InputError
+            As for :meth:`predict`.
+
+        Examples
+        --------
+        >>> load("out/tflite_int8.tflite").prepare(images[:2]).dtype  # doctest: +SKIP
+        dtype('int8')
+        """
+        return np.array(self._prepare(x), copy=True)
 
     def _postprocess(self, raw: np.ndarray) -> np.ndarray:
         """Dequantise int8 output and apply softmax to logits: float32 probabilities."""
@@ -256,20 +289,22 @@ class Model:
             JSON-ready: ``path``, ``format``, ``backend``, ``backend_details``,
             ``threads``, ``bytes``, ``sha256``, ``inputs``/``outputs`` (name, shape,
             dtype, quantization), ``num_classes``, ``class_labels``, ``output_kind``,
+            ``input`` (the input description and a one-line summary),
             ``preprocessing`` and ``manifest`` (path, artifact entry, source model,
             creation time and tool versions; None without a manifest).
         """
-        pre = self.preprocessing
         manifest = None
-        if self._manifest is not None:
-            raw = self._manifest.raw
+        if self.manifest is not None:
+            m = self.manifest
             manifest = {
-                "path": str(self._manifest.path),
-                "artifact": self._manifest.artifact,
-                "source_model": raw.get("source_model"),
-                "created": raw.get("created"),
-                "tool_versions": raw.get("tool_versions"),
-                "calibration": raw.get("calibration"),
+                "path": str(m.path),
+                "schema_version": m.schema_version,
+                "artifact": self.artifact.to_json() if self.artifact else None,
+                "source_model": m.source_model,
+                "created": m.created,
+                "tool_versions": m.tool_versions,
+                "calibration": m.calibration,
+                "data": m.data,
             }
         return {
             "path": str(self.path),
@@ -284,14 +319,11 @@ class Model:
             "num_classes": self.num_classes,
             "class_labels": list(self.class_labels),
             "output_kind": "logits" if self._logits else "probabilities",
+            "input": {**self.input.to_json(), "description": self.input.describe()},
             "preprocessing": {
-                "image_shape": list(pre.image_shape),
-                "channels": pre.channels,
-                "scale": pre.scale,
-                "offset": pre.offset,
-                "model_input_shape": list(pre.model_input_shape),
-                "layout": pre.layout,
-                "source": "manifest" if self._manifest else "defaults",
+                **self.preprocessing.to_json(),
+                "description": self.preprocessing.describe(),
+                "source": "manifest" if self.manifest else "defaults",
             },
             "manifest": manifest,
         }
@@ -314,8 +346,9 @@ def load(path: str | os.PathLike[str], backend: str = "auto", threads: int | Non
     """Load a ``.tflite`` or ``.onnx`` artifact for inference.
 
     If a ``manifest.json`` sits beside the file, the artifact's sha256 must match
-    its entry there, and its preprocessing, class labels and output kind are used;
-    otherwise MNIST defaults apply (pixels / 255, labels ``"0"``..``"9"``).
+    its entry there, and its input description, preprocessing, class labels and
+    output kind are used; otherwise MNIST-like defaults apply (an image of the
+    model's input size, pixels / 255, labels ``"0"``, ``"1"``, ...).
 
     Parameters
     ----------
@@ -355,20 +388,17 @@ def load(path: str | os.PathLike[str], backend: str = "auto", threads: int | Non
     data = _read(artifact)
     fmt = detect_format(data, artifact)
     digest = sha256_hex(data)
-    manifest_path = find_manifest(artifact)
-    manifest = read_manifest(manifest_path, artifact.name) if manifest_path else None
-    if manifest is not None:
-        verify_sha256(manifest, digest, artifact)
-    io_quant = (
-        _manifest_quant(manifest.artifact if manifest else None, "inputs"),
-        _manifest_quant(manifest.artifact if manifest else None, "outputs"),
-    )
-    engine = open_backend(backend, fmt, data, threads, io_quant)
-    if manifest is not None:
-        pre = manifest.preprocessing
+    manifest_path = artifact.parent / MANIFEST_NAME
+    manifest = Manifest.read(manifest_path) if manifest_path.is_file() else None
+    entry = manifest.artifact(artifact.name) if manifest is not None else None
+    if entry is not None:
+        entry.verify(digest, artifact)
+    engine = open_backend(backend, fmt, data, threads, _io_quantization(entry))
+    if manifest is not None and entry is not None:
+        spec, pre = manifest.input, manifest.preprocessing_for(entry)
     else:
         shape = engine.inputs[0].shape[1:]
         if not shape or any(d < 1 for d in shape):
             raise ModelLoadError(f"{artifact}: model input shape {list(engine.inputs[0].shape)} is not fixed per sample; add a manifest.json")
-        pre = default_preprocessing(tuple(shape))
-    return Model(artifact, fmt, len(data), digest, engine, manifest, pre)
+        spec, pre = default_input(tuple(shape))
+    return Model(artifact, fmt, len(data), digest, engine, manifest, entry, spec, pre)

@@ -1,9 +1,10 @@
-"""On-device self-test: does this model, on this machine, classify real digits?
+"""On-device self-test: does this model, on this machine, classify real test inputs?
 
 A device cannot be trusted on the strength of a successful ``pip install``: a wheel
 may import and still compute the wrong thing (a different CPU, kernel set, libm or
 NumPy). The self-test loads the model through :func:`edge_runtime.load`, classifies
-the MNIST test digits embedded in the package (``edge_runtime/samples``), compares
+the test inputs the converter saved beside it (``samples.npz``; for an MNIST model
+converted before that file existed, the digits embedded in the package), compares
 them with their labels and, for a deployment bundle, with the probabilities the same
 artifact produced on the machine that built the bundle. It also measures latency,
 which says something only about the machine it ran on.
@@ -20,7 +21,6 @@ import json
 import platform
 import sys
 import time
-import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,23 +30,14 @@ import numpy as np
 
 from edge_runtime.backends import BACKEND_NAMES
 from edge_runtime.cli_support import ArgumentParser, positive_int, run_cli
-from edge_runtime.errors import DataError, Keras2EdgeError, ManifestError
+from edge_runtime.errors import Keras2EdgeError, ManifestError
+from edge_runtime.records.bundle import BUNDLE_NAME, BundleRecord, Reference
+from edge_runtime.sample_set import load_samples
 
 PROG = "python -m edge_runtime.selftest"
-SAMPLES_PATH = Path(__file__).resolve().parent / "samples" / "mnist_test_samples.npz"
-BUNDLE_INFO = "bundle.json"
 DEFAULT_MIN_ACCURACY = 0.9
 LATENCY_REPEATS = 10
 EXIT_FAILED = 1
-
-
-@dataclass(frozen=True)
-class Samples:
-    """The embedded digits: raw uint8 images, true labels, MNIST test-split indices."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    indices: np.ndarray
 
 
 @dataclass
@@ -63,6 +54,7 @@ class SelfTestResult:
     python: str
     numpy: str
     samples: int
+    sample_source: str
     correct: int
     accuracy: float
     min_accuracy: float
@@ -76,37 +68,8 @@ class SelfTestResult:
     failures: list[str] = field(default_factory=list)
 
 
-def load_samples(path: Path = SAMPLES_PATH) -> Samples:
-    """Read the embedded MNIST test digits.
-
-    Returns
-    -------
-    Samples
-        ``images`` uint8 ``(N, 28, 28)``, ``labels`` int64 ``(N,)``, ``indices`` int64.
-
-    Raises
-    ------
-    DataError
-        The file is missing or damaged (a broken install).
-
-    Examples
-    --------
-    >>> s = load_samples()
-    >>> s.images.shape, s.images.dtype.name
-    ((20, 28, 28), 'uint8')
-    """
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            images, labels, indices = data["images"], data["labels"], data["indices"]
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: embedded self-test samples are missing or damaged ({exc}); reinstall keras2edge") from None
-    if images.dtype != np.uint8 or images.ndim != 3 or labels.shape != (len(images),) or indices.shape != (len(images),):
-        raise DataError(f"{path}: embedded self-test samples have an unexpected layout; reinstall keras2edge")
-    return Samples(images=images, labels=labels.astype(np.int64), indices=indices.astype(np.int64))
-
-
-def resolve_target(path: str | Path) -> tuple[Path, dict[str, Any] | None]:
-    """Find the model to test and, for a bundle, its ``bundle.json``.
+def resolve_target(path: str | Path) -> tuple[Path, BundleRecord | None]:
+    """Find the model to test and, for a bundle, its ``bundle.json`` record.
 
     Parameters
     ----------
@@ -115,51 +78,38 @@ def resolve_target(path: str | Path) -> tuple[Path, dict[str, Any] | None]:
 
     Returns
     -------
-    (Path, dict or None)
-        The model file and the bundle description (``None`` for a bare model).
+    (Path, BundleRecord or None)
+        The model file and the bundle record (``None`` for a bare model).
 
     Raises
     ------
     Keras2EdgeError
         ``path`` does not exist, or is a directory that is not a bundle.
-    ManifestError
-        ``bundle.json`` is unreadable or does not name a model file.
+    RecordError
+        ``bundle.json`` is unreadable or incomplete.
     """
     target = Path(path)
     if target.is_file():
         return target, None
     if not target.exists():
         raise Keras2EdgeError(f"'{path}' does not exist; pass a bundle directory or a .tflite/.onnx file")
-    info_path = target / BUNDLE_INFO
-    if not info_path.is_file():
+    if not (target / BUNDLE_NAME).is_file():
         raise Keras2EdgeError(
-            f"'{path}' is a directory without {BUNDLE_INFO}; pass a bundle made by "
-            "'python -m edge_runtime bundle' or a single .tflite/.onnx file"
+            f"'{path}' is a directory without {BUNDLE_NAME}; pass a bundle made by "
+            "'python -m convert bundle' or a single .tflite/.onnx file"
         )
-    try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-        model = target / info["artifact"]["file"]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ManifestError(f"{info_path}: unreadable or incomplete ({type(exc).__name__}: {exc}); rebuild the bundle") from None
-    return model, info
+    record = BundleRecord.read(target)
+    return target / record.artifact_file, record
 
 
-def _reference(info: dict[str, Any] | None, n: int, num_classes: int) -> tuple[np.ndarray, float, str] | None:
-    if info is None:
-        return None
-    try:
-        ref = info["reference"]
-        probs = np.asarray(ref["probabilities"], dtype=np.float32)
-        tolerance = float(ref["tolerance"])
-        machine = f"{ref['machine']}, backend {ref['backend']}"
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ManifestError(f"{BUNDLE_INFO}: 'reference' is incomplete ({exc}); rebuild the bundle") from None
+def _reference(reference: Reference, n: int, num_classes: int) -> np.ndarray:
+    probs = np.asarray(reference.probabilities, dtype=np.float32)
     if probs.shape != (n, num_classes):
         raise ManifestError(
-            f"{BUNDLE_INFO}: reference outputs have shape {probs.shape}, expected {(n, num_classes)}; "
-            "the bundle was made with a different sample set: rebuild it"
+            f"{BUNDLE_NAME}: reference outputs have shape {probs.shape}, expected {(n, num_classes)}; "
+            "the bundle's samples and reference do not belong together: rebuild it"
         )
-    return probs, tolerance, machine
+    return probs
 
 
 def _median_ms(seconds: list[float]) -> float:
@@ -172,7 +122,7 @@ def run_selftest(
     threads: int | None = None,
     min_accuracy: float = DEFAULT_MIN_ACCURACY,
 ) -> SelfTestResult:
-    """Classify the embedded digits with the model at ``path`` and check the result.
+    """Classify the model's test samples with the model at ``path`` and check the result.
 
     Checks: the outputs are finite probabilities (each row sums to 1); accuracy on
     the labelled digits is at least ``min_accuracy``; for a bundle, every top-1 label
@@ -209,12 +159,12 @@ def run_selftest(
 
     if not 0.0 <= min_accuracy <= 1.0:
         raise Keras2EdgeError(f"--min-accuracy must be between 0 and 1, got {min_accuracy}")
-    model_path, info = resolve_target(path)
-    samples = load_samples()
+    model_path, bundle = resolve_target(path)
     model = load(model_path, backend=backend, threads=threads)
+    samples = load_samples(model_path.parent, model.input.shape)
 
     start = time.perf_counter()
-    probs = np.asarray(model.predict(samples.images), dtype=np.float32)
+    probs = np.asarray(model.predict(samples.inputs), dtype=np.float32)
     batch_seconds = [time.perf_counter() - start]
     failures: list[str] = []
     n = len(samples.labels)
@@ -235,15 +185,16 @@ def run_selftest(
     accuracy = correct / n
     if accuracy < min_accuracy:
         wrong = ", ".join(
-            f"test[{int(samples.indices[i])}] label {int(samples.labels[i])} -> {int(predicted[i])}"
+            f"test[{int(samples.indices[i])}] {model.class_labels[samples.labels[i]]} -> {model.class_labels[predicted[i]]}"
             for i in np.flatnonzero(predicted != samples.labels)
         )
         failures.append(f"accuracy {accuracy:.1%} below minimum {min_accuracy:.1%} ({wrong})")
 
     agreement = max_abs_diff = tolerance = reference_machine = None
-    reference = _reference(info, n, probs.shape[1])
-    if reference is not None:
-        ref_probs, tolerance, reference_machine = reference
+    if bundle is not None:
+        ref_probs = _reference(bundle.reference, n, probs.shape[1])
+        tolerance = bundle.reference.tolerance
+        reference_machine = f"{bundle.reference.machine}, backend {bundle.reference.backend}"
         agreement = int(np.sum(predicted == ref_probs.argmax(axis=1)))
         max_abs_diff = float(np.max(np.abs(probs - ref_probs)))
         if agreement != n:
@@ -252,17 +203,17 @@ def run_selftest(
             failures.append(f"max |dp| vs build machine {max_abs_diff:.3g} exceeds tolerance {tolerance:.3g}")
 
     # Latency: one warm-up pass, then every sample alone, LATENCY_REPEATS times.
-    for image in samples.images:
+    for image in samples.inputs:
         model.predict(image)
     single: list[float] = []
     for _ in range(LATENCY_REPEATS):
-        for image in samples.images:
+        for image in samples.inputs:
             t0 = time.perf_counter()
             model.predict(image)
             single.append(time.perf_counter() - t0)
     for _ in range(LATENCY_REPEATS):
         t0 = time.perf_counter()
-        model.predict(samples.images)
+        model.predict(samples.inputs)
         batch_seconds.append(time.perf_counter() - t0)
 
     return SelfTestResult(
@@ -272,6 +223,7 @@ def run_selftest(
         python=platform.python_version(),
         numpy=np.__version__,
         samples=n,
+        sample_source=samples.source,
         correct=correct,
         accuracy=accuracy,
         min_accuracy=min_accuracy,
@@ -294,7 +246,7 @@ def format_result(result: SelfTestResult) -> str:
         f"  backend   {result.backend}",
         f"  machine   {result.machine}, Python {result.python}, numpy {result.numpy}",
         f"  accuracy  {result.correct}/{result.samples} = {result.accuracy:.1%} "
-        f"(embedded MNIST test digits; minimum {result.min_accuracy:.0%})",
+        f"({result.sample_source}; minimum {result.min_accuracy:.0%})",
     ]
     if result.agreement is not None:
         lines.append(
@@ -312,14 +264,14 @@ def format_result(result: SelfTestResult) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``python -m edge_runtime.selftest`` and the subcommand."""
-    parser.add_argument("path", help="bundle directory (from 'python -m edge_runtime bundle') or a .tflite/.onnx file")
+    parser.add_argument("path", help="bundle directory (from 'python -m convert bundle') or a .tflite/.onnx file")
     parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto", help="inference backend (default: auto)")
     parser.add_argument("--threads", type=positive_int, default=None, help="threads for backends that support it")
     parser.add_argument(
         "--min-accuracy",
         type=float,
         default=DEFAULT_MIN_ACCURACY,
-        help=f"lowest acceptable accuracy on the embedded digits (default {DEFAULT_MIN_ACCURACY})",
+        help=f"lowest acceptable accuracy on the model's test samples (default {DEFAULT_MIN_ACCURACY})",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of text")
 
@@ -336,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
 
 def add_subparser(subparsers: Any) -> None:
     """Register ``selftest`` in the ``python -m edge_runtime`` command registry."""
-    parser = subparsers.add_parser("selftest", help="check a bundle or model on this machine with embedded MNIST digits")
+    parser = subparsers.add_parser("selftest", help="check a bundle or model on this machine with its test samples")
     add_arguments(parser)
     parser.set_defaults(func=run)
 

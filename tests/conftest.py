@@ -28,9 +28,11 @@ def mnist():
 def _train_small(tmp_path_factory, mnist, arch: str, epochs: int) -> Path:
     from train.training import TrainConfig, train_model
 
-    model, _ = train_model(mnist, TrainConfig(arch=arch, epochs=epochs, train_limit=SMALL_TRAIN, seed=7), verbose=0)
+    model, record = train_model(mnist, TrainConfig(arch=arch, epochs=epochs, train_limit=SMALL_TRAIN, seed=7), verbose=0)
     path = tmp_path_factory.mktemp(f"small_{arch}") / "model.keras"
     model.save(path)
+    # As `python -m train` leaves it: the record says how the model's input was preprocessed.
+    record.write(path.parent)
     return path
 
 
@@ -75,3 +77,28 @@ def small_mlp_artifacts(tmp_path_factory, mnist, small_mlp_path) -> Path:
 def small_cnn_artifacts(tmp_path_factory, mnist, small_cnn_path) -> Path:
     """Directory with all seven artifacts + manifest.json converted from `small_cnn_path`."""
     return _convert_small(tmp_path_factory, mnist, small_cnn_path, "cnn")
+
+
+@pytest.fixture(scope="session")
+def rgb_folder(tmp_path_factory) -> Path:
+    """Three classes of coloured shapes, 60 images each, 40x48 (height x width), in DIR/<class>/ (see tests/datasets.py)."""
+    from tests.datasets import write_shape_folder
+
+    return write_shape_folder(tmp_path_factory.mktemp("data") / "shapes", per_class=60)
+
+
+@pytest.fixture(scope="session")
+def gray_folder(tmp_path_factory) -> Path:
+    """The shapes in gray, 28x28, with the given split DIR/train/<class>/ + DIR/test/<class>/."""
+    from tests.datasets import write_shape_folder
+
+    return write_shape_folder(tmp_path_factory.mktemp("data") / "gray_shapes", size=(28, 28), color=False,
+                              split=True, seed=1)
+
+
+@pytest.fixture(scope="session")
+def feature_csv(tmp_path_factory) -> Path:
+    """One CSV of 300 rows: 13 features on very different scales and three string labels."""
+    from tests.datasets import write_feature_csv
+
+    return write_feature_csv(tmp_path_factory.mktemp("data") / "sensors.csv")

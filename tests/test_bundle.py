@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.__main__ import main as edge_runtime_main
-from edge_runtime.bundle import TARGETS, build_wheel, make_bundle
+from convert.__main__ import main as convert_main
+from convert.bundle import TARGETS, build_wheel, make_bundle
 from edge_runtime.cli_support import run_cli
-from edge_runtime.selftest import load_samples, main as selftest_main
+from edge_runtime.sample_set import embedded_digits, load_samples
+from edge_runtime.selftest import main as selftest_main
 
 ARTIFACT = "tflite_int8"
 
@@ -44,7 +45,7 @@ def _sha256(path: Path) -> str:
 
 
 def _bundle_cli(argv: list[str]) -> int:
-    return run_cli("python -m edge_runtime", edge_runtime_main, ["bundle", *argv])
+    return run_cli("python -m convert", convert_main, ["bundle", *argv])
 
 
 def _one_error_line(capsys) -> str:
@@ -54,7 +55,8 @@ def _one_error_line(capsys) -> str:
 
 
 def test_bundle_holds_artifact_manifest_wheel_pins_and_device_scripts(bundle, wheel, small_mlp_artifacts):
-    expected = ["README.md", "bundle.json", wheel.name, "manifest.json", "requirements-arm64.txt", "run.sh", f"{ARTIFACT}.tflite"]
+    expected = ["README.md", "bundle.json", wheel.name, "manifest.json", "requirements-arm64.txt", "run.sh", "samples.npz",
+                f"{ARTIFACT}.tflite"]
     if (small_mlp_artifacts / "parity.json").is_file():
         expected.append("parity.json")
     assert sorted(p.name for p in bundle.iterdir()) == sorted(expected)
@@ -133,8 +135,8 @@ def test_selftest_passes_from_the_unpacked_tarball_using_the_bundled_wheel(bundl
     assert proc.returncode == 0, proc.stderr + proc.stdout
     result = json.loads(proc.stdout)
     assert result["passed"] and result["failures"] == []
-    assert result["samples"] == 20 and result["accuracy"] >= 0.9
-    assert result["agreement"] == 20 and result["max_abs_diff"] <= result["tolerance"]
+    assert result["samples"] == 32 and result["accuracy"] >= 0.9 and result["sample_source"].endswith("samples.npz")
+    assert result["agreement"] == 32 and result["max_abs_diff"] <= result["tolerance"]
 
 
 def test_selftest_fails_when_outputs_disagree_with_the_build_machine(bundle, tmp_path, capsys):
@@ -159,11 +161,38 @@ def test_selftest_on_a_missing_path_is_one_error_line(tmp_path, capsys):
 
 
 def test_embedded_samples_are_the_first_two_test_digits_of_each_class(mnist):
-    samples = load_samples()
+    samples = embedded_digits()
     expected = np.sort(np.concatenate([np.flatnonzero(mnist.y_test == c)[:2] for c in range(10)]))
     np.testing.assert_array_equal(samples.indices, expected)
-    np.testing.assert_array_equal(samples.images, mnist.x_test[expected])
+    np.testing.assert_array_equal(samples.inputs, mnist.x_test[expected])
     np.testing.assert_array_equal(samples.labels, mnist.y_test[expected])
+
+
+def test_bundle_samples_are_the_artifact_directory_samples(bundle, small_mlp_artifacts):
+    shipped, original = load_samples(bundle, (28, 28, 1)), load_samples(small_mlp_artifacts, (28, 28, 1))
+    np.testing.assert_array_equal(shipped.inputs, original.inputs)
+    np.testing.assert_array_equal(shipped.probabilities, original.probabilities)
+    reference = json.loads((bundle / "bundle.json").read_text())["reference"]["probabilities"]
+    assert len(reference) == len(shipped) == 32
+
+
+def test_schema_1_directory_without_samples_bundles_the_embedded_digits(tmp_path, small_mlp_artifacts, wheel, capsys):
+    old = Path(shutil.copytree(small_mlp_artifacts, tmp_path / "old"))
+    (old / "samples.npz").unlink()
+    manifest = json.loads((old / "manifest.json").read_text())
+    pre = manifest["preprocessing"]
+    manifest["schema_version"] = 1
+    manifest["preprocessing"] = {"image_shape": [28, 28], "channels": 1, "scale": pre["scale"], "offset": 0.0,
+                                 "model_input_shape": pre["model_input_shape"], "layout": pre["layout"],
+                                 "foreground": "light-on-dark"}
+    del manifest["input"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    out = make_bundle(old, ARTIFACT, tmp_path / "b", target="arm64", wheel=wheel)
+    assert not (out / "samples.npz").exists()
+    assert json.loads((out / "manifest.json").read_text())["schema_version"] == 2  # written upgraded
+    assert run_cli("selftest", selftest_main, [str(out)]) == 0
+    report = capsys.readouterr().out
+    assert "/20 = " in report and "(embedded MNIST test digits;" in report and "result    PASS" in report
 
 
 def test_existing_out_is_refused_without_force_and_replaced_with_it(bundle, small_mlp_artifacts, wheel, capsys):
@@ -190,7 +219,7 @@ def _tampered(src: Path, dst: Path) -> Path:
     [
         ("unknown artifact", "no artifact named 'nope'"),
         ("missing dir", "is not a directory"),
-        ("no manifest", "has no manifest.json"),
+        ("no manifest", "no manifest.json"),
         ("sha256 mismatch", "does not match manifest.json"),
         ("onnx for armv7l", "armv7l cannot run"),
         ("bad wheel", "is not a keras2edge-*.whl"),

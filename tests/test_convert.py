@@ -28,7 +28,7 @@ def test_manifest_sizes_and_sha256_match_the_files(request, fixture):
         assert record["bytes"] == len(data)
         assert record["sha256"] == hashlib.sha256(data).hexdigest()
     assert sorted(p.name for p in directory.iterdir()) == sorted(
-        ["manifest.json", *(a["file"] for a in manifest["artifacts"])]
+        ["manifest.json", "samples.npz", *(a["file"] for a in manifest["artifacts"])]
     )
 
 
@@ -39,7 +39,11 @@ def test_manifest_records_source_model_digest_and_preprocessing(small_mlp_artifa
     assert manifest["preprocessing"]["model_input_shape"] == [784]
     assert manifest["preprocessing"]["layout"] == "flat"
     assert manifest["output_kind"] == "probabilities"
-    assert manifest["calibration"] == {"split": "train", "samples": 200, "seed": 0}
+    assert manifest["calibration"] == {"split": "train", "samples": 200, "seed": 0, "draw": "uniform random"}
+    assert manifest["schema_version"] == 2
+    assert manifest["input"] == {"kind": "image", "shape": [28, 28, 1], "color_mode": "grayscale",
+                                 "interpolation": "bilinear", "crop_to_aspect_ratio": False, "digits": True}
+    assert manifest["preprocessing"]["mode"] == "unit" and manifest["preprocessing"]["scale"] == 1 / 255
 
 
 def test_cnn_manifest_describes_nhwc_input(small_cnn_artifacts):
@@ -86,3 +90,17 @@ def test_parse_formats_keeps_table_order_and_rejects_unknown_names():
     assert parse_formats("all") == ALL_KINDS
     with pytest.raises(Keras2EdgeError, match="unknown artifact format 'tflite_int4'"):
         parse_formats("tflite_int4")
+
+
+def test_samples_hold_raw_test_inputs_with_their_labels_and_keras_probabilities(small_mlp_artifacts, small_mlp_path, mnist):
+    import keras
+
+    from edge_runtime.sample_set import load_samples
+
+    samples = load_samples(small_mlp_artifacts, (28, 28, 1))
+    assert len(samples) == 32 and samples.inputs.dtype == np.uint8 and samples.inputs.shape == (32, 28, 28)
+    np.testing.assert_array_equal(samples.inputs, mnist.x_test[samples.indices])
+    np.testing.assert_array_equal(samples.labels, mnist.y_test[samples.indices])
+    model = keras.models.load_model(small_mlp_path)
+    expected = model.predict(samples.inputs.reshape(32, 784).astype(np.float32) / np.float32(255), verbose=0)
+    np.testing.assert_allclose(samples.probabilities, expected, atol=1e-6)

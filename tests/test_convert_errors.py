@@ -9,6 +9,7 @@ from convert.__main__ import PROG, main
 from convert.calibration import CalibrationData
 from edge_runtime.cli_support import run_cli
 from edge_runtime.errors import DataError, ModelLoadError
+from edge_runtime.records.manifest import Preprocessing
 from train.data import Dataset
 
 
@@ -39,11 +40,24 @@ def test_non_keras_file_is_rejected_in_one_line(tmp_path, capsys):
     _assert_nothing_left(tmp_path)
 
 
-def test_file_without_keras_suffix_is_rejected(tmp_path, capsys):
-    model = tmp_path / "weights.h5"
+def test_file_without_a_model_suffix_is_rejected(tmp_path, capsys):
+    model = tmp_path / "weights.bin"
     model.write_bytes(b"\x89HDF\r\n")
     code, err = _run([model, "--out", tmp_path / "out"], capsys)
-    _assert_one_line_error(code, err, "expected a '.keras' file")
+    _assert_one_line_error(code, err, "expected a '.keras' or '.h5' file or a SavedModel directory")
+
+
+def test_h5_file_that_is_not_hdf5_is_rejected(tmp_path, capsys):
+    model = tmp_path / "weights.h5"
+    model.write_bytes(b"PK\x03\x04 a zip, not HDF5")
+    code, err = _run([model, "--out", tmp_path / "out"], capsys)
+    _assert_one_line_error(code, err, "not an HDF5 file")
+
+
+def test_directory_without_saved_model_is_rejected(tmp_path, capsys):
+    (tmp_path / "export").mkdir()
+    code, err = _run([tmp_path / "export", "--out", tmp_path / "out"], capsys)
+    _assert_one_line_error(code, err, "a directory without saved_model.pb")
 
 
 def test_missing_model_file_is_rejected(tmp_path, capsys):
@@ -69,7 +83,7 @@ def test_model_whose_input_is_not_an_image_of_the_data_shape_is_rejected(tmp_pat
     path = tmp_path / "vector.keras"
     model.save(path)
     code, err = _run([path, "--out", tmp_path / "out"], capsys)
-    _assert_one_line_error(code, err, "model input (10,) is not a 28×28 single-channel image")
+    _assert_one_line_error(code, err, "model input (10,) does not fit the data's 28×28×1 images")
     _assert_nothing_left(tmp_path)
 
 
@@ -83,7 +97,9 @@ def test_calibration_data_of_the_wrong_shape_is_rejected(small_mlp_path, tmp_pat
         x_test=rng.integers(0, 256, (10, 32, 32), dtype=np.uint8), y_test=np.arange(10) % 10,
     )
     code, err = _run([small_mlp_path, "--out", tmp_path / "out", "--data", data], capsys)
-    _assert_one_line_error(code, err, "not a 32×32 single-channel image")
+    # The model (from training.json: 28×28 grayscale) and the data's 32×32 images, both named.
+    _assert_one_line_error(code, err, "32")
+    assert "28" in err
     _assert_nothing_left(tmp_path)
 
 
@@ -120,6 +136,10 @@ def test_parity_gate_override_must_not_be_negative(tmp_path, capsys):
     _assert_one_line_error(code, err, "--gate-int8-agreement must be >= 0")
 
 
+UNIT_FLAT = Preprocessing.for_mode("unit", "flat", (784,))
+UNIT_NHWC = Preprocessing.for_mode("unit", "nhwc", (28, 28, 1))
+
+
 def _toy_dataset(train_value: int, test_value: int) -> Dataset:
     x_train = np.full((50, 28, 28), train_value, dtype=np.uint8)
     x_train[:, 0, 0] = np.arange(50)  # makes every training image distinct
@@ -128,24 +148,24 @@ def _toy_dataset(train_value: int, test_value: int) -> Dataset:
 
 
 def test_calibration_samples_come_from_the_training_split_only():
-    calibration = CalibrationData(_toy_dataset(train_value=7, test_value=200), (784,), samples=20, seed=3)
+    calibration = CalibrationData(_toy_dataset(train_value=7, test_value=200), UNIT_FLAT, samples=20, seed=3)
     pixels = np.rint(calibration.inputs * 255).astype(np.uint8)
     assert np.all(pixels[:, 1:] == 7)  # never a test-split pixel
     assert len(set(pixels[:, 0].tolist())) == 20  # 20 distinct training images, no repeats
-    assert calibration.describe() == {"split": "train", "samples": 20, "seed": 3}
+    assert calibration.describe() == {"split": "train", "samples": 20, "seed": 3, "draw": "uniform random"}
 
 
 def test_calibration_sample_depends_on_seed_and_is_repeatable():
     data = _toy_dataset(7, 200)
-    first = CalibrationData(data, (28, 28, 1), samples=10, seed=1).inputs
+    first = CalibrationData(data, UNIT_NHWC, samples=10, seed=1).inputs
     assert first.shape == (10, 28, 28, 1)
-    assert np.array_equal(first, CalibrationData(data, (28, 28, 1), samples=10, seed=1).inputs)
-    assert not np.array_equal(first, CalibrationData(data, (28, 28, 1), samples=10, seed=2).inputs)
+    assert np.array_equal(first, CalibrationData(data, UNIT_NHWC, samples=10, seed=1).inputs)
+    assert not np.array_equal(first, CalibrationData(data, UNIT_NHWC, samples=10, seed=2).inputs)
 
 
 def test_too_many_calibration_samples_is_a_data_error():
     with pytest.raises(DataError, match="between 1 and 50"):
-        CalibrationData(_toy_dataset(7, 200), (784,), samples=51, seed=0)
+        CalibrationData(_toy_dataset(7, 200), UNIT_FLAT, samples=51, seed=0)
 
 
 @pytest.mark.slow
@@ -172,7 +192,7 @@ def test_force_replaces_existing_output_with_only_the_requested_formats(small_ml
     code = run_cli(PROG, main, [str(small_mlp_path), "--out", str(out), "--force", "--formats", "tflite_float32,onnx_int8_dynamic"])
     captured = capsys.readouterr()
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "onnx_int8_dynamic.onnx", "tflite_float32.tflite"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "onnx_int8_dynamic.onnx", "samples.npz", "tflite_float32.tflite"]
     progress = [line.split()[0] for line in captured.out.splitlines() if line.endswith(" s")]
     assert progress == ["tflite_float32", "onnx_int8_dynamic"]
     assert "Traceback" not in captured.err
@@ -195,8 +215,7 @@ def test_cli_process_prints_only_the_error_line_despite_tensorflow_logging(tmp_p
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
-        f"{PROG}: error: model input (10,) is not a 28×28 single-channel image of the data set "
-        "(it has 10 values, a 28×28 image has 784); expected (784,) (flat) or (28, 28, 1) (NHWC)"
+        f"{PROG}: error: model input (10,) does not fit the data's 28×28×1 images; expected (28, 28, 1) (NHWC) or (784,) (flat)"
     ]
 
 
@@ -210,7 +229,7 @@ def test_parity_on_a_manifest_without_preprocessing_is_rejected(small_mlp_artifa
     del manifest["preprocessing"]
     (copy / "manifest.json").write_text(json.dumps(manifest))
     code, err = _run(["parity", copy], capsys)
-    _assert_one_line_error(code, err, "no 'preprocessing' section")
+    _assert_one_line_error(code, err, "'preprocessing' is missing")
 
 
 def test_calibration_reader_refuses_images_that_do_not_fit_the_model_input():
@@ -218,4 +237,4 @@ def test_calibration_reader_refuses_images_that_do_not_fit_the_model_input():
 
     data = _toy_dataset(train_value=1, test_value=2)  # 28×28 images
     with pytest.raises(DataError, match="needs 1024"):
-        CalibrationData(data, (32, 32, 1), samples=10, seed=0)
+        CalibrationData(data, Preprocessing.for_mode("unit", "nhwc", (32, 32, 1)), samples=10, seed=0)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from convert.source import check_fits_data, load_source_model
+from convert.inputs import plan_input
+from convert.source import load_source_model
 from edge_runtime.errors import DataError, ModelLoadError
 
 
@@ -40,22 +41,23 @@ def test_output_kind_is_detected_from_the_last_layer(tmp_path, name, expected):
     assert load_source_model(_save(tmp_path, name, heads[name])).output_kind == expected
 
 
-def test_flat_and_nhwc_inputs_fit_28x28_data_and_record_their_layout(tmp_path):
+def test_flat_and_nhwc_inputs_fit_28x28_data_and_record_their_layout(tmp_path, mnist):
     import keras
 
     flat = load_source_model(_save(tmp_path, "flat", [keras.layers.Dense(10)]))
     nhwc = load_source_model(_save(tmp_path, "nhwc", [keras.layers.Flatten(), keras.layers.Dense(10)], (28, 28, 1)))
     for source, layout in ((flat, "flat"), (nhwc, "nhwc")):
-        check_fits_data(source, (28, 28), 10)
-        assert source.layout == layout
+        plan = plan_input(source, mnist)
+        assert source.layout == layout and plan.preprocessing.layout == layout
+        assert plan.preprocessing.model_input_shape == source.input_shape
 
 
-def test_model_with_wrong_number_of_classes_is_a_data_error(tmp_path):
+def test_model_with_wrong_number_of_classes_is_a_data_error(tmp_path, mnist):
     import keras
 
     source = load_source_model(_save(tmp_path, "five", [keras.layers.Dense(5)]))
     with pytest.raises(DataError, match="predicts 5 classes but the data set has 10"):
-        check_fits_data(source, (28, 28), 10)
+        plan_input(source, mnist)
 
 
 def test_model_with_two_outputs_is_rejected(tmp_path):

@@ -154,3 +154,51 @@ def test_faint_noise_below_the_ink_threshold_does_not_move_the_digit(tmp_path):
     specked = tmp_path / "specked.png"
     Image.fromarray(page).save(specked)
     np.testing.assert_array_equal(load_image(specked), load_image(clean))
+
+
+def test_resize_matches_tensorflow_bilinear_within_rounding():
+    import tensorflow as tf
+
+    from edge_runtime.images import resize_image
+
+    rng = np.random.default_rng(0)
+    for h, w, c, oh, ow in [(5, 7, 1, 3, 4), (28, 28, 1, 56, 40), (100, 80, 3, 32, 32), (33, 47, 3, 48, 64)]:
+        x = rng.integers(0, 256, (h, w, c), dtype=np.uint8)
+        expected = tf.image.resize(x.astype(np.float32), (oh, ow), method="bilinear").numpy()
+        assert np.abs(resize_image(x, (oh, ow)).astype(np.float64) - expected).max() <= 0.51  # rounding to uint8, plus float32 noise
+
+
+def test_crop_to_aspect_ratio_takes_the_pixels_keras_smart_resize_takes():
+    from keras.preprocessing.image import smart_resize
+
+    from edge_runtime.images import resize_image
+
+    x = np.random.default_rng(1).integers(0, 256, (340, 500, 3), dtype=np.uint8)
+    expected = np.asarray(smart_resize(x.astype(np.float32), (200, 150)))
+    assert np.abs(resize_image(x, (200, 150), crop_to_aspect_ratio=True) - expected).max() <= 0.51  # rounding to uint8, plus float32 noise
+
+
+def test_rgb_decoding_keeps_colour_and_grayscale_uses_pillow_luma(tmp_path):
+    from edge_runtime.images import decode_image
+
+    pixels = np.zeros((4, 6, 3), np.uint8)
+    pixels[..., 0] = 200  # red
+    Image.fromarray(pixels).save(tmp_path / "red.png")
+    np.testing.assert_array_equal(decode_image(tmp_path / "red.png", "rgb"), pixels)
+    assert decode_image(tmp_path / "red.png").tolist() == np.full((4, 6), 60).tolist()  # 200 * 299 / 1000
+
+
+def test_rgb_model_images_are_resized_not_treated_as_digits(tmp_path):
+    page = np.full((60, 80, 3), 240, np.uint8)
+    page[20:40, 30:50] = (255, 0, 0)
+    Image.fromarray(page).save(tmp_path / "p.png")
+    out = load_image(tmp_path / "p.png", (30, 40), color_mode="rgb", digits=False)
+    assert out.shape == (30, 40, 3) and tuple(out[15, 20]) == (255, 0, 0) and tuple(out[0, 0]) == (240, 240, 240)
+
+
+def test_unknown_colour_mode_and_colour_digits_are_refused(tmp_path):
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "z.png")
+    with pytest.raises(DataError, match="color_mode must be one of grayscale, rgb, got 'cmyk'"):
+        load_image(tmp_path / "z.png", color_mode="cmyk", digits=False)
+    with pytest.raises(DataError, match="digit pipeline reads grayscale"):
+        load_image(tmp_path / "z.png", color_mode="rgb")

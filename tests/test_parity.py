@@ -127,7 +127,7 @@ def test_functional_model_with_logit_output_converts_and_passes_parity(mnist, tm
     model.save(path)
 
     manifest = convert_model(path, tmp_path / "artifacts", dataset=mnist, calibration_samples=200)
-    assert manifest["output_kind"] == "logits"
+    assert manifest.output_kind == "logits"
     report = run_parity(tmp_path / "artifacts", dataset=mnist)
     assert report.failures() == []
     assert list(report.artifacts) == ALL_NAMES
@@ -136,10 +136,25 @@ def test_functional_model_with_logit_output_converts_and_passes_parity(mnist, tm
 def test_a_manifest_that_misstates_the_preprocessing_fails_parity(small_mlp_artifacts, mnist, tmp_path):
     directory = _copy(small_mlp_artifacts, tmp_path)
     manifest = json.loads((directory / "manifest.json").read_text())
-    manifest["preprocessing"]["scale"] = 1 / 510  # half the real scale: the runtime would feed dimmed digits
+    # Half the real scale: the runtime would feed dimmed digits.
+    manifest["preprocessing"].update(mode="custom", scale=1 / 510)
     (directory / "manifest.json").write_text(json.dumps(manifest))
     from dataclasses import replace
 
     images = replace(mnist, x_test=mnist.x_test[:1000], y_test=mnist.y_test[:1000])
     report = run_parity(directory, dataset=images)
     assert any(line.startswith("tflite_float32: ") for line in report.failures()), report.failures()
+
+
+@pytest.mark.slow
+def test_qdq_diagnostics_rank_conv_layers_even_when_reexported_names_differ(small_cnn_artifacts, small_cnn_path, mnist):
+    from convert.diagnostics import diagnose_int8
+    from edge_runtime.records.manifest import Manifest
+
+    manifest = Manifest.read(small_cnn_artifacts)
+    record = manifest.artifact(name="onnx_int8_static")
+    # Exported again in this process, the float graph's name scopes differ from the
+    # artifact's (`mnist_cnn_1/` vs `mnist_cnn_2/`); this used to raise KeyError 'float'.
+    lines = diagnose_int8(small_cnn_artifacts, record, manifest, small_cnn_path, mnist)
+    assert lines and all("SQNR" in line for line in lines)
+    assert any("conv" in line for line in lines), lines

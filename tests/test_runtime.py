@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import edge_runtime
-from edge_runtime.manifest import MANIFEST_NAME
+from edge_runtime.records.manifest import MANIFEST_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = [

@@ -17,7 +17,7 @@ from hypothesis.extra import numpy as hnp
 
 import edge_runtime
 from edge_runtime import BackendError, DataError, InputError, ManifestError, ModelLoadError
-from edge_runtime.manifest import MANIFEST_NAME
+from edge_runtime.records.manifest import MANIFEST_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 TFLITE_BACKENDS = ["litert", "numpy"]
@@ -243,10 +243,17 @@ def test_onnx_runtime_failure_while_running_is_a_backend_error(loose, tmp_path, 
         model.predict(mnist.x_test[:3])
 
 
-def test_damaged_self_test_samples_raise_data_error(tmp_path):
-    from edge_runtime.selftest import SAMPLES_PATH, load_samples
+def test_damaged_samples_file_raises_data_error(small_mlp_artifacts, tmp_path):
+    from edge_runtime.sample_set import SAMPLES_NAME, load_samples
 
-    damaged = tmp_path / "samples.npz"
-    damaged.write_bytes(SAMPLES_PATH.read_bytes()[:500])
+    (tmp_path / SAMPLES_NAME).write_bytes((small_mlp_artifacts / SAMPLES_NAME).read_bytes()[:500])
     with pytest.raises(DataError, match="missing or damaged"):
-        load_samples(damaged)
+        load_samples(tmp_path)
+
+
+def test_model_other_than_mnist_without_samples_file_is_a_data_error(tmp_path):
+    from edge_runtime.sample_set import load_samples
+
+    assert load_samples(tmp_path, (28, 28, 1)).source == "embedded MNIST test digits"
+    with pytest.raises(DataError, match="no samples.npz; convert the model again"):
+        load_samples(tmp_path, (32, 32, 3))

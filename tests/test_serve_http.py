@@ -212,3 +212,18 @@ def test_a_worker_ahead_in_connections_still_accepts_when_the_others_do_not(smal
         server.server_close()
         thread.join()
     assert status == 200
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(small_mlp_artifacts, mnist):
+    png = encode(mnist.x_test[0])
+    model = edge_runtime.load(small_mlp_artifacts / "tflite_int8.tflite")
+    with running(ServeConfig(host="127.0.0.1", port=0), [model]) as (server, _):
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as sock:
+            stream = sock.makefile("rb")
+            head = _png_request(png, extra="Expect: 100-continue\r\n")[: -len(png)]
+            sock.sendall(head)
+            interim = stream.readline() + stream.readline()
+            sock.sendall(png)
+            status, _, body = _read_response(stream)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert status.startswith("HTTP/1.1 200") and json.loads(body)["labels"]

@@ -217,9 +217,7 @@ class Batcher:
                 calls += 1
                 continue
             try:
-                job.images = decode_request(
-                    job.body, job.content_type, model.preprocessing.image_shape, self._max_images
-                )
+                job.images = decode_request(job.body, job.content_type, model.input, self._max_images)
                 ready.append(job)
             except HTTPError as exc:
                 answers[job] = (exc.status, json_error(exc), 0, None)

@@ -356,6 +356,7 @@ class Connection(asyncio.Protocol):
         self.head_started = False
         keep_alive = (
             _wants_keep_alive(minor, headers)
+            and "transfer-encoding" not in headers  # a body we do not read: never reuse the connection
             and self.served < self.config.keepalive_requests
             and not self.close_after
             and not self.server.draining
@@ -381,6 +382,9 @@ class Connection(asyncio.Protocol):
         if route.reads_body:
             self.state = _BODY
             self.server.receiving += 1
+            if minor == 1 and headers.get("expect", "").lower() == "100-continue" and len(self.buffer) < self.body_left:
+                assert self.transport is not None
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl waits a second for it otherwise
             return True
         self._dispatch(request, route)
         return self.state == _HEAD

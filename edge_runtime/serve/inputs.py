@@ -4,7 +4,7 @@ Accepted bodies:
 
 - ``image/png`` or ``image/jpeg``: one image, decoded in memory by
   :func:`edge_runtime.images.load_image` (nothing is written to disk, no path is taken
-  from the client) to the model's image size;
+  from the client) as the model's input description says (size, colour mode, digits);
 - ``application/json`` ``{"images": [...]}``: a list of 2-D pixel arrays (or
   height x width x channels arrays for colour models), uint8 integers 0..255 or
   floats already scaled to [0, 1];
@@ -27,13 +27,14 @@ import numpy as np
 
 from edge_runtime.errors import Keras2EdgeError
 from edge_runtime.images import load_image
+from edge_runtime.records.manifest import InputSpec
 from edge_runtime.serve.http import HTTPError
 
 IMAGE_TYPES = ("image/png", "image/jpeg")
 
 
-def decode_request(body: bytes, content_type: str, image_shape: tuple[int, int], max_images: int) -> np.ndarray:
-    """Turn one request body into one batch ``(N, H, W)`` for a single ``predict`` call.
+def decode_request(body: bytes, content_type: str, spec: InputSpec, max_images: int) -> np.ndarray:
+    """Turn one request body into one batch ``(N, H, W)`` or ``(N, H, W, C)`` for a single ``predict`` call.
 
     Parameters
     ----------
@@ -41,8 +42,8 @@ def decode_request(body: bytes, content_type: str, image_shape: tuple[int, int],
         The request body.
     content_type
         The request's ``Content-Type`` header (parameters such as ``charset`` are ignored).
-    image_shape
-        The model's image size (``model.preprocessing.image_shape``).
+    spec
+        The model's input description (``model.input``): how images are decoded.
     max_images
         More images are refused with 413 before any of them is decoded.
 
@@ -60,16 +61,16 @@ def decode_request(body: bytes, content_type: str, image_shape: tuple[int, int],
 
     Examples
     --------
-    >>> decode_request(b'{"images": [[[0, 255]]]}', "application/json", (1, 2), 8)
+    >>> decode_request(b'{"images": [[[0, 255]]]}', "application/json", InputSpec(shape=(1, 2, 1)), 8)
     array([[[  0, 255]]], dtype=uint8)
-    >>> decode_request(b'{"images": []}', "application/json", (28, 28), 8)
+    >>> decode_request(b'{"images": []}', "application/json", InputSpec(), 8)
     Traceback (most recent call last):
     ...
     edge_runtime.serve.http.HTTPError: no images in the request
     """
     media_type = content_type.split(";")[0].strip().lower()
     if media_type in IMAGE_TYPES:
-        return _decode_image(body, "body", image_shape)[np.newaxis]
+        return _decode_image(body, "body", spec)[np.newaxis]
     if media_type != "application/json":
         raise HTTPError(
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
@@ -91,7 +92,7 @@ def decode_request(body: bytes, content_type: str, image_shape: tuple[int, int],
             f"{len(items)} images in one request; the limit is {max_images} (--max-images)",
         )
     if keys[0] == "images_b64":
-        return np.stack([_decode_image(_b64(item, i), f"images_b64[{i}]", image_shape) for i, item in enumerate(items)])
+        return np.stack([_decode_image(_b64(item, i), f"images_b64[{i}]", spec) for i, item in enumerate(items)])
     return _pixel_array(items)
 
 
@@ -104,10 +105,17 @@ def _b64(item: object, index: int) -> bytes:
         raise HTTPError(HTTPStatus.BAD_REQUEST, f"images_b64[{index}] is not valid base64: {exc}") from None
 
 
-def _decode_image(data: bytes, where: str, shape: tuple[int, int]) -> np.ndarray:
+def _decode_image(data: bytes, where: str, spec: InputSpec) -> np.ndarray:
     """PNG/JPEG bytes -> model-sized uint8 image; errors name ``where`` (``body``, ``images_b64[3]``), never a path."""
     try:
-        return load_image(data, tuple(shape), name=where)
+        return load_image(
+            data,
+            spec.image_size,
+            color_mode=spec.color_mode,
+            digits=spec.digits,
+            crop_to_aspect_ratio=spec.crop_to_aspect_ratio,
+            name=where,
+        )
     except Keras2EdgeError as exc:
         raise HTTPError(HTTPStatus.BAD_REQUEST, str(exc)) from None
 

@@ -21,7 +21,7 @@ from typing import IO, Any
 import numpy as np
 
 from edge_runtime.errors import Keras2EdgeError
-from edge_runtime.selftest import load_samples
+from edge_runtime.sample_set import load_samples
 from edge_runtime.serve.batching import Batcher, ModelPool
 from edge_runtime.serve.config import ServeConfig
 from edge_runtime.serve.http import METHODS, Connection, Route
@@ -51,19 +51,18 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def self_check_images(model: Any) -> np.ndarray:
-    """The images ``/healthz`` classifies: real MNIST digits when they fit the model.
+    """The inputs ``/healthz`` classifies: the artifact directory's real test samples.
 
-    Real digits (the self-test's embedded samples), because a model that answers every
-    input the same way would pass a check on a blank image. A model with another
-    input size or colour channels gets fixed pseudo-random pixels instead, which
-    still show that the interpreter computes what it computed at start-up.
+    Real inputs (``samples.npz``, or the embedded MNIST digits for an MNIST model
+    converted before it existed), because a model that answers every input the same
+    way would pass a check on a blank image.
+
+    Raises
+    ------
+    DataError
+        No usable samples for this model.
     """
-    digits = load_samples().images
-    pre = model.preprocessing
-    if tuple(pre.image_shape) == digits.shape[1:] and pre.channels == 1:
-        return digits
-    shape = (len(digits), *pre.image_shape) + ((pre.channels,) if pre.channels > 1 else ())
-    return np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
+    return load_samples(model.path.parent, model.input.shape).inputs
 
 
 def make_metrics(routes: dict[str, Route], slots: int = 1) -> Metrics:

@@ -8,7 +8,7 @@ QEMU user-mode emulation (qemu-user-static + binfmt_misc). This script
    systems with debootstrap and caches them (``--cache``, default
    ``/var/cache/keras2edge-device``; rebuilt when absent or built from another
    package list);
-2. makes deployment bundles on this machine with ``python -m edge_runtime bundle``
+2. makes deployment bundles on this machine with ``python -m convert bundle``
    (from ``--artifacts``, or from a small MLP it trains and converts here);
 3. inside each root file system, as an unprivileged user ``pi`` with no
    TensorFlow and no access to this repository, unpacks the bundle tarball,
@@ -254,7 +254,7 @@ def make_artifacts(work: Path, python: str) -> Path:
 
 def make_bundle(python: str, artifacts: Path, name: str, target: str, out: Path) -> Path:
     """Run the bundle command on this machine; return the tarball."""
-    sh([python, "-m", "edge_runtime", "bundle", str(artifacts), "--artifact", name, "--target", target, "--out", str(out)])
+    sh([python, "-m", "convert", "bundle", str(artifacts), "--artifact", name, "--target", target, "--out", str(out)])
     return out.with_name(out.name + ".tar.gz")
 
 

@@ -1,16 +1,21 @@
-"""``python -m edge_runtime bundle``: everything a device needs, in one directory and tarball.
+"""``python -m convert bundle``: everything a device needs, in one directory and tarball.
 
 A Raspberry Pi user should not need this repository, TensorFlow or guesswork about
 which wheels exist for their CPU. The bundle holds the chosen artifact with its
-manifest (trimmed to that artifact, sha256 unchanged), a wheel of keras2edge (whose
-base install pulls no TensorFlow), a requirements file pinned to versions that have
-wheels for the target, ``run.sh`` and a README for the device, and ``bundle.json``
-with the probabilities this machine computed for the embedded self-test digits, so
-``./run.sh check`` on the device compares against them as well as against labels.
+manifest (trimmed to that artifact, sha256 unchanged), the artifact directory's
+test samples (``samples.npz``), a wheel of keras2edge (whose base install pulls no
+TensorFlow), a requirements file pinned to versions that have wheels for the
+target, ``run.sh`` and a README for the device, and ``bundle.json`` with the
+probabilities this machine computed for those samples, so ``./run.sh check`` on the
+device compares against them as well as against labels.
+
+This is build-machine code (it builds a wheel from the source tree), so it lives
+on the build side; the self-test it sets up stays on the device
+(:mod:`edge_runtime.selftest`).
 
 Layout of ``BUNDLE/`` (``BUNDLE.tar.gz`` holds the same tree under ``BUNDLE/``)::
 
-    <artifact file>   manifest.json   [parity.json]   bundle.json
+    <artifact file>   manifest.json   samples.npz   [parity.json]   bundle.json
     keras2edge-<version>-py3-none-any.whl   requirements-<target>.txt
     run.sh   README.md
 """
@@ -21,7 +26,6 @@ import argparse
 import datetime as _dt
 import hashlib
 import io
-import json
 import os
 import platform
 import shutil
@@ -36,14 +40,16 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.atomic import check_output_dir, staged_dir, write_bytes, write_json, write_text
-from edge_runtime.errors import Keras2EdgeError, ManifestError, ModelLoadError
-from edge_runtime.manifest import MANIFEST_NAME, read_manifest, sha256_hex, verify_sha256
-from edge_runtime.selftest import BUNDLE_INFO, load_samples
+from edge_runtime.atomic import check_output_dir, staged_dir, write_bytes, write_text
+from edge_runtime.errors import Keras2EdgeError, ModelLoadError
+from edge_runtime.records.bundle import BundleRecord, Reference
+from edge_runtime.records.manifest import ArtifactRecord, Manifest, sha256_hex
+from edge_runtime.records.parity import ParityRecord
+from edge_runtime.sample_set import SampleSet, load_samples, write_samples
 
-SCHEMA_VERSION = 1
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
-SAMPLES_MEMBER = "edge_runtime/samples/mnist_test_samples.npz"
+# What a device needs of the wheel to run the self-test (embedded digits: schema-1 directories).
+SELFTEST_MEMBERS = ("edge_runtime/__init__.py", "edge_runtime/selftest.py", "edge_runtime/samples/mnist_test_samples.npz")
 
 # Reference outputs are compared on the device with these tolerances (max |dp|).
 # Float graphs differ between backends and CPUs only by float32 rounding; quantised
@@ -151,7 +157,7 @@ def requirements_text(target: Target) -> str:
     return "\n".join(header + list(target.requirements)) + "\n"
 
 
-def find_artifact(artifact_dir: Path, name: str) -> tuple[Path, dict[str, Any]]:
+def find_artifact(artifact_dir: Path, name: str) -> tuple[Path, Manifest, ArtifactRecord]:
     """Locate artifact ``name`` in ``artifact_dir`` and check it against its manifest.
 
     Parameters
@@ -163,8 +169,8 @@ def find_artifact(artifact_dir: Path, name: str) -> tuple[Path, dict[str, Any]]:
 
     Returns
     -------
-    (Path, dict)
-        The artifact file and the full manifest document.
+    (Path, Manifest, ArtifactRecord)
+        The artifact file, the manifest and the artifact's entry.
 
     Raises
     ------
@@ -175,29 +181,17 @@ def find_artifact(artifact_dir: Path, name: str) -> tuple[Path, dict[str, Any]]:
     ModelLoadError
         The artifact file listed in the manifest is missing.
     """
-    manifest_path = artifact_dir / MANIFEST_NAME
     if not artifact_dir.is_dir():
         raise Keras2EdgeError(f"'{artifact_dir}' is not a directory; pass the --out directory of 'python -m convert'")
-    if not manifest_path.is_file():
-        raise ManifestError(f"'{artifact_dir}' has no {MANIFEST_NAME}; pass the --out directory of 'python -m convert'")
-    try:
-        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
-        entries = {a["name"]: a for a in raw["artifacts"]}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ManifestError(f"{manifest_path}: unreadable or has no valid 'artifacts' list ({exc})") from None
-    if name not in entries:
-        raise ManifestError(f"{manifest_path}: no artifact named '{name}' (available: {', '.join(sorted(entries)) or 'none'})")
-    file_name = entries[name].get("file")
-    if not isinstance(file_name, str) or Path(file_name).name != file_name:
-        raise ManifestError(f"{manifest_path}: artifact '{name}' has an invalid 'file' ({file_name!r})")
-    manifest = read_manifest(manifest_path, file_name)
-    artifact_path = artifact_dir / file_name
+    manifest = Manifest.read(artifact_dir)
+    entry = manifest.artifact(name=name)
+    artifact_path = artifact_dir / entry.file
     try:
         data = artifact_path.read_bytes()
     except OSError as exc:
         raise ModelLoadError(f"{artifact_path}: cannot read artifact '{name}': {exc.strerror or exc}") from None
-    verify_sha256(manifest, sha256_hex(data), artifact_path)
-    return artifact_path, raw
+    entry.verify(sha256_hex(data), artifact_path)
+    return artifact_path, manifest, entry
 
 
 def build_wheel(dest: Path) -> Path:
@@ -265,31 +259,23 @@ def check_wheel(wheel: Path) -> None:
             names = set(zf.namelist())
     except (OSError, zipfile.BadZipFile) as exc:
         raise Keras2EdgeError(f"--wheel '{wheel}' is not a readable wheel ({exc})") from None
-    for member in ("edge_runtime/__init__.py", "edge_runtime/selftest.py", SAMPLES_MEMBER):
+    for member in SELFTEST_MEMBERS:
         if member not in names:
             raise Keras2EdgeError(f"--wheel '{wheel}' lacks {member}; rebuild it from this version of keras2edge")
 
 
-def reference_outputs(model_path: Path, quantization: str) -> dict[str, Any]:
-    """Run the embedded samples through ``model_path`` here, for comparison on the device.
-
-    Returns
-    -------
-    dict
-        ``machine``, ``backend``, ``tolerance`` and ``probabilities`` (N x classes).
-    """
+def reference_outputs(model_path: Path, samples: SampleSet, quantization: str) -> Reference:
+    """Run the bundle's samples through ``model_path`` here, for comparison on the device."""
     from edge_runtime import load
 
-    samples = load_samples()
     model = load(model_path)
-    probs = np.asarray(model.predict(samples.images), dtype=np.float32)
-    return {
-        "machine": platform.machine(),
-        "backend": model.backend,
-        "tolerance": FLOAT_TOLERANCE if quantization in FLOAT_QUANTIZATION else QUANTISED_TOLERANCE,
-        "sample_indices": [int(i) for i in samples.indices],
-        "probabilities": [[float(p) for p in row] for row in probs],
-    }
+    probs = np.asarray(model.predict(samples.inputs), dtype=np.float32)
+    return Reference(
+        probabilities=tuple(tuple(float(p) for p in row) for row in probs),
+        tolerance=FLOAT_TOLERANCE if quantization in FLOAT_QUANTIZATION else QUANTISED_TOLERANCE,
+        machine=platform.machine(),
+        backend=model.backend,
+    )
 
 
 def run_sh(target: Target, wheel: str, requirements: str, artifact_file: str) -> str:
@@ -304,7 +290,7 @@ def run_sh(target: Target, wheel: str, requirements: str, artifact_file: str) ->
     return f"""#!/bin/sh
 # keras2edge bundle for {target.name}: {target.description}
 #   ./run.sh install        create .venv here and install the pinned runtime (no TensorFlow)
-#   ./run.sh check [ARGS]   self-test: classify embedded MNIST digits, print accuracy and latency
+#   ./run.sh check [ARGS]   self-test: classify the bundled test samples, print accuracy and latency
 #   ./run.sh predict FILE...  classify images / .npy / IDX files with the bundled model
 #   ./run.sh info           describe the bundled model
 # KERAS2EDGE_VENV overrides where the virtual environment lives (default: ./.venv).
@@ -343,7 +329,7 @@ esac
 """
 
 
-def readme(target: Target, artifact: dict[str, Any], wheel: str, requirements: str, bundle_name: str) -> str:
+def readme(target: Target, artifact: dict[str, Any], samples: int, wheel: str, requirements: str, bundle_name: str) -> str:
     """The device-side README.md: how to install, check and use this bundle."""
     apt = " ".join(target.apt_packages)
     return f"""# keras2edge bundle: `{artifact['name']}` for {target.name}
@@ -359,13 +345,14 @@ Model: `{artifact['file']}` ({artifact['format']}, {artifact['precision']}, quan
 sudo apt install {apt}
 tar xzf {bundle_name}.tar.gz && cd {bundle_name}
 ./run.sh install     # venv in ./.venv, pip installs {requirements} and {wheel}
-./run.sh check       # self-test: accuracy on embedded MNIST digits + latency; exit 0 = pass
-./run.sh predict digit.png
+./run.sh check       # self-test: accuracy on the bundled test samples + latency; exit 0 = pass
+./run.sh predict image.png
 ```
 
-`./run.sh check` classifies 20 MNIST test digits shipped inside the wheel, checks
-the labels, and checks that the probabilities match those the build machine computed
-for the same artifact (stored in `bundle.json`). It exits non-zero if any check fails.
+`./run.sh check` classifies {samples} test inputs shipped with the bundle (`samples.npz`,
+or MNIST digits inside the wheel for an older MNIST conversion), checks the labels,
+and checks that the probabilities match those the build machine computed for the
+same artifact (stored in `bundle.json`). It exits non-zero if any check fails.
 
 Manual install, without run.sh:
 
@@ -434,27 +421,24 @@ def make_bundle(
     spec = TARGETS[target]
     out_dir = check_output_dir(out, force)
     tar_path = check_output_dir(out_dir.with_name(out_dir.name + ".tar.gz"), force)
-    artifact_path, raw = find_artifact(Path(artifact_dir), artifact)
-    entry = next(a for a in raw["artifacts"] if a["name"] == artifact)
-    if entry.get("format") not in spec.formats:
+    artifact_path, manifest, entry = find_artifact(Path(artifact_dir), artifact)
+    if entry.format not in spec.formats:
         raise Keras2EdgeError(
-            f"artifact '{artifact}' is {entry.get('format')}, which {target} cannot run (no wheels for its runtime); "
+            f"artifact '{artifact}' is {entry.format}, which {target} cannot run (no wheels for its runtime); "
             f"choose a {' or '.join(spec.formats)} artifact"
         )
+    samples = load_samples(artifact_path.parent, manifest.input.shape)
+    parity = ParityRecord.find(artifact_path.parent)
     if wheel is not None:
         check_wheel(Path(wheel))
 
     with staged_dir(out_dir, force=force) as stage:
         shutil.copy2(artifact_path, stage / artifact_path.name)
-        write_json(stage / MANIFEST_NAME, {**raw, "artifacts": [entry]})
-        parity_path = artifact_path.parent / "parity.json"
-        if parity_path.is_file():
-            try:
-                parity = json.loads(parity_path.read_text(encoding="utf-8"))
-                results = parity["artifacts"][artifact]
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ManifestError(f"{parity_path}: unreadable or has no entry for '{artifact}' ({exc})") from None
-            write_json(stage / "parity.json", {**parity, "artifacts": {artifact: results}})
+        manifest._replace(artifacts=(entry,)).write(stage)
+        if samples.probabilities is not None:
+            write_samples(stage, samples.inputs, samples.labels, samples.indices, samples.probabilities)
+        if parity is not None:
+            parity.only(artifact).write(stage)
         if wheel is None:
             wheel_path = build_wheel(stage)
         else:
@@ -464,21 +448,17 @@ def make_bundle(
         requirements = f"requirements-{target}.txt"
         write_text(stage / requirements, requirements_text(spec))
         write_text(stage / "run.sh", run_sh(spec, wheel_path.name, requirements, artifact_path.name))
-        write_text(stage / "README.md", readme(spec, entry, wheel_path.name, requirements, out_dir.name))
-        write_json(
-            stage / BUNDLE_INFO,
-            {
-                "schema_version": SCHEMA_VERSION,
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "keras2edge_version": wheel_path.name.split("-")[1],
-                "target": target,
-                "debian_arch": spec.debian_arch,
-                "artifact": {k: entry[k] for k in ("name", "file", "format", "precision", "quantization", "bytes", "sha256")},
-                "wheel": {"file": wheel_path.name, "sha256": hashlib.sha256(wheel_path.read_bytes()).hexdigest()},
-                "requirements": requirements,
-                "reference": reference_outputs(stage / artifact_path.name, entry.get("quantization", "none")),
-            },
-        )
+        write_text(stage / "README.md", readme(spec, entry.summary(), len(samples), wheel_path.name, requirements, out_dir.name))
+        BundleRecord(
+            target=target,
+            debian_arch=spec.debian_arch,
+            keras2edge_version=wheel_path.name.split("-")[1],
+            artifact=entry.summary(),
+            wheel={"file": wheel_path.name, "sha256": hashlib.sha256(wheel_path.read_bytes()).hexdigest()},
+            requirements=requirements,
+            reference=reference_outputs(stage / artifact_path.name, samples, entry.quantization),
+            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        ).write(stage)
         for path in stage.iterdir():
             os.chmod(path, 0o755 if path.name == "run.sh" else 0o644)
         archive = _tarball(stage, out_dir.name)
@@ -507,11 +487,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"tarball: {out.with_name(out.name + '.tar.gz')}")
     print(f"on the device: tar xzf {out.name}.tar.gz && cd {out.name} && ./run.sh install && ./run.sh check")
     return 0
-
-
-def add_subparser(subparsers: Any) -> None:
-    """Register ``bundle`` in the ``python -m edge_runtime`` command registry."""
-    parser = subparsers.add_parser("bundle", help="package an artifact, the runtime wheel and pinned requirements for a device")
-    add_arguments(parser)
-    parser.set_defaults(func=run)
-
