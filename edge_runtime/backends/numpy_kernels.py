@@ -81,6 +81,66 @@ def conv2d_nhwc(
     return out.reshape(n, oh, ow, cout)
 
 
+def depthwise_conv2d_nhwc(
+    x: np.ndarray,
+    weights: np.ndarray,
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    pad_value: float = 0,
+    dtype: type = np.float32,
+) -> np.ndarray:
+    """Depthwise convolution of NHWC ``x`` with ``(KH, KW, 1, C * M)`` weights.
+
+    Output channel ``c * M + m`` filters input channel ``c`` (TFLite's
+    ``depth_multiplier`` layout and ONNX's ``group = C``). One multiply-add of the
+    whole image per filter tap: a depthwise filter has too few taps per output
+    for im2col's matmul to pay for the copy.
+    """
+    kh, kw, _, cout = weights.shape
+    x = pad_nhwc(np.asarray(x, dtype=dtype), pads, pad_value)
+    if cout != x.shape[3]:
+        x = np.repeat(x, cout // x.shape[3], axis=3)
+    taps = weights.reshape(kh * kw, cout).astype(dtype, copy=False)
+    views = _tap_views(x, kh, kw, stride, dilation)
+    out = views[0] * taps[0]
+    for view, tap in zip(views[1:], taps[1:]):
+        out += view * tap
+    return out
+
+
+def pool_sums_nhwc(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int], dtype: type = np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Window sums of NHWC ``x`` and how many real (unpadded) cells each window covers.
+
+    Average pooling is ``sums / counts`` (TFLite, ONNX ``count_include_pad=0``) or
+    ``sums / (KH * KW)``; the integer kernels round the quotient their own way.
+    Taps are added one at a time, row by row, the order ONNX Runtime's pooling
+    loops use, so float32 sums match it bit for bit (padding adds exact zeros).
+    ``counts`` has shape ``(1, OH, OW, 1)``.
+    """
+    ones = np.ones((1, x.shape[1], x.shape[2], 1), dtype=dtype)
+    return _tap_sums(np.asarray(x, dtype=dtype), kernel, stride, pads), _tap_sums(ones, kernel, stride, pads)
+
+
+def _tap_sums(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int]) -> np.ndarray:
+    views = _tap_views(pad_nhwc(x, pads), kernel[0], kernel[1], stride, (1, 1))
+    out = views[0].copy()
+    for view in views[1:]:
+        out += view
+    return out
+
+
+def _tap_views(x: np.ndarray, kh: int, kw: int, stride: tuple[int, int], dilation: tuple[int, int]) -> list[np.ndarray]:
+    """For each filter tap, row by row, the view of (padded) NHWC ``x`` it touches at every output position."""
+    oh = (x.shape[1] - (kh - 1) * dilation[0] - 1) // stride[0] + 1
+    ow = (x.shape[2] - (kw - 1) * dilation[1] - 1) // stride[1] + 1
+    return [
+        x[:, i * dilation[0] : i * dilation[0] + (oh - 1) * stride[0] + 1 : stride[0], j * dilation[1] : j * dilation[1] + (ow - 1) * stride[1] + 1 : stride[1]]
+        for i in range(kh)
+        for j in range(kw)
+    ]
+
+
 def max_pool_nhwc(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int]) -> np.ndarray:
     """Max pooling of NHWC ``x``; padded cells never win."""
     if any(pads):
