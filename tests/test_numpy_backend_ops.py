@@ -261,3 +261,110 @@ def test_unsupported_layer_is_refused_at_load_naming_the_operator(tmp_path, laye
         assert edge_runtime.load(path).predict(np.zeros((2, 8, 8, 4), np.float32)).shape == (2, 3)  # the native runtime runs it
         with pytest.raises(BackendError, match=named[fmt]):
             edge_runtime.load(path, backend="numpy")
+
+
+def _qdq_group(op_nodes: list, extra: dict[str, np.ndarray], shape: tuple[int, ...]) -> bytes:
+    """uint8 input ``x`` → DequantizeLinear ``xf`` → ``op_nodes`` (ending in ``f``) → QuantizeLinear → DequantizeLinear ``y``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("DequantizeLinear", ["x", "xs", "xz"], ["xf"]),
+        *op_nodes,
+        helper.make_node("QuantizeLinear", ["f", "ys", "yz"], ["q"]),
+        helper.make_node("DequantizeLinear", ["q", "ys", "yz"], ["y"]),
+    ]
+    constants = {"xs": np.float32(0.0597), "xz": np.uint8(137), "ys": np.float32(0.0417), "yz": np.uint8(121), **extra}
+    graph = helper.make_graph(
+        nodes,
+        "qdq",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, [None, *shape[1:]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in constants.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def _depthwise_qlinear_conv() -> tuple[list, dict[str, np.ndarray]]:
+    from onnx import helper
+
+    rng = np.random.default_rng(5)
+    w_scale = rng.uniform(0.005, 0.02, 16).astype(np.float32)
+    extra = {
+        # |w| <= 63 keeps ONNX Runtime's u8 x s8 pair sums from saturating on AVX2.
+        "w": rng.integers(-63, 64, (16, 1, 3, 3)).astype(np.int8), "ws": w_scale, "wz": np.zeros(16, np.int8),
+        "b": rng.integers(-500, 500, 16).astype(np.int32), "bs": (np.float32(0.0597) * w_scale).astype(np.float32), "bz": np.zeros(16, np.int32),
+    }
+    nodes = [
+        helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"], axis=0),
+        helper.make_node("DequantizeLinear", ["b", "bs", "bz"], ["bf"], axis=0),
+        helper.make_node("Conv", ["xf", "wf", "bf"], ["f"], group=16, pads=[1, 1, 1, 1], strides=[2, 2]),
+    ]
+    return nodes, extra
+
+
+def _qdq_cases() -> dict[str, tuple[list, dict[str, np.ndarray], tuple[int, ...]]]:
+    from onnx import helper
+
+    add = [
+        helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 1, 3, 2]),
+        helper.make_node("DequantizeLinear", ["xt", "ts", "tz"], ["tf"]),
+        helper.make_node("Add", ["xf", "tf"], ["f"]),
+    ]
+    return {
+        "AveragePool padded": ([helper.make_node("AveragePool", ["xf"], ["f"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])], {}, (16, 8, 9, 13)),
+        # Same scale in and out and 16 cells: every 16th average is an exact tie, which
+        # the global-average kernel ONNX Runtime switches to rounds to even.
+        "AveragePool over the whole image": (
+            [helper.make_node("AveragePool", ["xf"], ["f"], kernel_shape=[4, 4])], {"ys": np.float32(0.0597)}, (64, 32, 4, 4)
+        ),
+        "GlobalAveragePool": ([helper.make_node("GlobalAveragePool", ["xf"], ["f"])], {"ys": np.float32(0.0597)}, (64, 32, 2, 4)),
+        "Add": (add, {"ts": np.float32(0.0311), "tz": np.uint8(101)}, (16, 8, 9, 9)),
+        "depthwise Conv per channel": (*_depthwise_qlinear_conv(), (16, 16, 9, 13)),
+    }
+
+
+@pytest.mark.parametrize("case", list(_qdq_cases()))
+def test_fused_qdq_kernels_round_like_onnxruntime(case):
+    """Each integer kernel ONNX Runtime fuses a QDQ group into, on thousands of random inputs: bit for bit."""
+    import onnxruntime as ort
+
+    from edge_runtime.backends.numpy_onnx import OnnxGraph
+
+    nodes, extra, shape = _qdq_cases()[case]
+    data = _qdq_group(nodes, extra, shape)
+    graph = OnnxGraph(data)
+    fused = [name for name in graph.op_names if name.startswith("QDQ:")]
+    assert len(fused) == 1  # the group runs as one integer kernel, as in ONNX Runtime
+    x = np.random.default_rng(4).integers(0, 256, shape).astype(np.uint8)
+    expected = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(graph.run(x), expected)
+
+
+@pytest.mark.filterwarnings("ignore:Warning. Enabling `experimental_preserve_all_tensors`:UserWarning")
+@pytest.mark.parametrize("model_name", MODELS)
+def test_every_int8_tensor_of_a_full_integer_tflite_model_matches_litert(rgb_dirs, model_name):
+    """Bit-identical layer by layer, not only at the output where a softmax can hide a step."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edge_runtime.backends.numpy_tflite import TFLiteGraph
+    from edge_runtime.preprocessing import quantize
+
+    path = rgb_dirs[model_name] / "tflite_int8.tflite"
+    model = edge_runtime.load(path)
+    scale, zero_point = model.input_spec.quantization
+    x = quantize(_test_images(*model.preprocessing.image_shape) / 255.0, scale, zero_point, np.dtype(np.int8))
+    interpreter = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
+    interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    graph = TFLiteGraph(path.read_bytes())
+    values = [t.value for t in graph.tensors]
+    values[graph.input_ids[0]] = x
+    compared = 0
+    for kernel, inputs, outputs in graph.steps:
+        values[outputs[0]] = kernel(*[values[i] for i in inputs])
+        if values[outputs[0]].dtype == np.int8:
+            np.testing.assert_array_equal(values[outputs[0]], interpreter.get_tensor(outputs[0]), err_msg=graph.tensors[outputs[0]].name)
+            compared += 1
+    assert compared >= 8

@@ -96,9 +96,17 @@ def depthwise_conv2d_nhwc(
     ``depth_multiplier`` layout and ONNX's ``group = C``). One multiply-add of the
     whole image per filter tap: a depthwise filter has too few taps per output
     for im2col's matmul to pay for the copy.
+
+    Examples
+    --------
+    A 2×2 box filter on each of two channels (values 0, 2, 4, 6 and 1, 3, 5, 7):
+
+    >>> x = np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2)
+    >>> depthwise_conv2d_nhwc(x, np.ones((2, 2, 1, 2), np.float32), (1, 1), (1, 1), (0, 0, 0, 0)).ravel().tolist()
+    [12.0, 16.0]
     """
     kh, kw, _, cout = weights.shape
-    x = pad_nhwc(np.asarray(x, dtype=dtype), pads, pad_value)
+    x = np.ascontiguousarray(pad_nhwc(np.asarray(x, dtype=dtype), pads, pad_value))
     if cout != x.shape[3]:
         x = np.repeat(x, cout // x.shape[3], axis=3)
     taps = weights.reshape(kh * kw, cout).astype(dtype, copy=False)
@@ -117,13 +125,21 @@ def pool_sums_nhwc(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, in
     Taps are added one at a time, row by row, the order ONNX Runtime's pooling
     loops use, so float32 sums match it bit for bit (padding adds exact zeros).
     ``counts`` has shape ``(1, OH, OW, 1)``.
+
+    Examples
+    --------
+    A 3×3 window, stride 2, padded by 1: every window of a 3×3 image covers 4 real cells.
+
+    >>> sums, counts = pool_sums_nhwc(np.ones((1, 3, 3, 1), np.float32), (3, 3), (2, 2), (1, 1, 1, 1))
+    >>> sums.ravel().tolist(), counts.ravel().tolist()
+    ([4.0, 4.0, 4.0, 4.0], [4.0, 4.0, 4.0, 4.0])
     """
     ones = np.ones((1, x.shape[1], x.shape[2], 1), dtype=dtype)
     return _tap_sums(np.asarray(x, dtype=dtype), kernel, stride, pads), _tap_sums(ones, kernel, stride, pads)
 
 
 def _tap_sums(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int]) -> np.ndarray:
-    views = _tap_views(pad_nhwc(x, pads), kernel[0], kernel[1], stride, (1, 1))
+    views = _tap_views(np.ascontiguousarray(pad_nhwc(x, pads)), kernel[0], kernel[1], stride, (1, 1))
     out = views[0].copy()
     for view in views[1:]:
         out += view
@@ -146,7 +162,11 @@ def max_pool_nhwc(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int
     if any(pads):
         low = np.finfo(x.dtype).min if x.dtype.kind == "f" else np.iinfo(x.dtype).min
         x = pad_nhwc(x, pads, low)
-    return _windows(x, kernel[0], kernel[1], stride, (1, 1)).max(axis=(4, 5))
+    views = _tap_views(np.ascontiguousarray(x), kernel[0], kernel[1], stride, (1, 1))
+    out = views[0].copy()
+    for view in views[1:]:
+        np.maximum(out, view, out=out)
+    return out
 
 
 def exact_dtype(depth: int) -> type:

@@ -430,14 +430,21 @@ def _fused_softmax(node: Any, attrs: dict[str, Any], a: tuple, y: tuple, opset: 
 
 
 def _fused_average_pool(attrs: dict[str, Any], a: tuple, y: tuple) -> Kernel:
-    """QLinearAveragePool: float32 average of the dequantised window, then ``round(avg / y_scale + y_zp)``."""
+    """QLinearAveragePool: float32 average of the dequantised window, then ``round(avg / y_scale + y_zp)``.
+
+    A window covering the whole unpadded image is computed by ONNX Runtime with
+    its global-average kernel instead, and so here.
+    """
     kernel, stride = _pool_geometry(attrs, "AveragePool")
     include_pad = bool(attrs.get("count_include_pad", 0))
     (x_scale, x_zp), (y_scale, y_zp) = a, y
     f = np.float32
+    global_pool = _fused_global_average_pool(a, y)
 
     def qlinear_average_pool(x: np.ndarray) -> np.ndarray:
         pads = _conv_pads(attrs, x.shape, kernel, stride, (1, 1))
+        if x.shape[2:] == kernel and not any(pads):
+            return global_pool(x)
         real = (x.astype(f) - f(x_zp)) * x_scale
         sums, counts = K.pool_sums_nhwc(real.transpose(0, 2, 3, 1), kernel, stride, pads)
         avg = sums / (f(kernel[0] * kernel[1]) if include_pad else counts)
@@ -453,10 +460,9 @@ def _fused_global_average_pool(a: tuple, y: tuple) -> Kernel:
 
     def qlinear_global_average_pool(x: np.ndarray) -> np.ndarray:
         count = int(np.prod(x.shape[2:]))
-        acc = x.reshape(*x.shape[:2], count).astype(np.int64).sum(axis=-1, keepdims=True) - int(x_zp) * count
+        acc = x.reshape(*x.shape[:2], count).astype(np.int64).sum(axis=-1) - int(x_zp) * count
         multiplier = f(x_scale / f(y_scale * f(count)))
-        out = K.requantize(acc, multiplier, int(y_zp), y_zp.dtype)
-        return out.reshape(*x.shape[:2], *([1] * (x.ndim - 2)))
+        return K.requantize(acc, multiplier, int(y_zp), y_zp.dtype).reshape(*x.shape[:2], *([1] * (x.ndim - 2)))
 
     return qlinear_global_average_pool
 
@@ -493,6 +499,16 @@ def rewrite_int8_pairs_as_uint8(nodes: list[Any], constants: dict[str, np.ndarra
     output have one type; and the kernels that add the zero point before rounding
     (QLinearAveragePool, QLinearAdd) round ties differently with the uint8 one.
     The pairs are rewritten in place (new uint8 zero-point constants).
+
+    Examples
+    --------
+    >>> from onnx import helper
+    >>> q = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"])
+    >>> dq = helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"])
+    >>> constants = {"s": np.array(0.1, np.float32), "z": np.array(-5, np.int8)}
+    >>> rewrite_int8_pairs_as_uint8([q, dq, helper.make_node("Relu", ["xd"], ["y"])], constants, {"y"})
+    >>> q.input[2], dq.input[2], int(constants[q.input[2]])
+    ('z::uint8', 'z::uint8', 123)
     """
     consumers: dict[str, list[Any]] = {}
     for node in nodes:

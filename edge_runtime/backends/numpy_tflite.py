@@ -102,6 +102,12 @@ def _quant_bounds(code: int, out: Tensor) -> tuple[int, int]:
     return qmin, qmax
 
 
+def _product_multiplier(in_scale: float, w_scale: np.ndarray, out_scale: float) -> np.ndarray:
+    """``in_scale * w_scale / out_scale`` in float32, in XNNPACK's order: the last bit decides rare ties."""
+    f = np.float32
+    return (f(in_scale) * np.asarray(w_scale, dtype=f) / f(out_scale)).astype(f)
+
+
 def _requantizer(multiplier: np.ndarray | float, out: Tensor, activation: int) -> Callable[[np.ndarray], np.ndarray]:
     _, zp = out.qparams()
     bounds = _quant_bounds(activation, out)
@@ -179,7 +185,7 @@ def _fully_connected(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> K
         out_scale, _ = out.qparams()
         weights = w_t.value.T.astype(np.float64)
         ibias = None if bias is None else bias.astype(np.float64)
-        requant = _requantizer(in_scale * w_t.scale.astype(np.float64) / out_scale, out, activation)
+        requant = _requantizer(_product_multiplier(in_scale, w_t.scale, out_scale), out, activation)
 
         def fc_int8(x: np.ndarray, *_: Any) -> np.ndarray:
             acc = (rows(x).astype(np.float64) - in_zp) @ weights
@@ -266,7 +272,7 @@ def _convolution(kind: str) -> Callable[[Any, list[Tensor | None], list[Tensor]]
             acc_dtype = K.exact_dtype(depth)
             wq = filters.astype(acc_dtype)
             ibias = None if bias is None else bias.astype(np.float64)
-            requant = _requantizer(in_scale * w_t.scale.astype(np.float64) / out_scale, out, activation)
+            requant = _requantizer(_product_multiplier(in_scale, w_t.scale, out_scale), out, activation)
 
             def conv_int8(x: np.ndarray, *_: Any) -> np.ndarray:
                 # Shift by the zero point first, so padding with 0 pads with real zero.
@@ -380,7 +386,7 @@ def _binary(kind: str) -> Callable[[Any, list[Tensor | None], list[Tensor]], Ker
             return lambda a, b: fn(a, b).astype(np.int32)
         (sa, za), (sb, zb), (so, _) = a_t.qparams(), b_t.qparams(), out.qparams()
         if kind == "MUL":
-            requant = _requantizer(sa * sb / so, out, activation)
+            requant = _requantizer(_product_multiplier(sa, sb, so), out, activation)
             return lambda a, b: requant((a.astype(np.float64) - za) * (b.astype(np.float64) - zb))
         return _add_int8(a_t, b_t, out, activation)
 
