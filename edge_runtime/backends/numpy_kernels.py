@@ -73,6 +73,9 @@ def conv2d_nhwc(
     integer accumulation of (already zero-point-shifted) int8 values.
     """
     kh, kw, cin, cout = weights.shape
+    if (kh, kw, *stride) == (1, 1, 1, 1) and not any(pads):  # pointwise: already one row per pixel
+        rows = np.asarray(x, dtype=dtype).reshape(-1, cin)
+        return (rows @ weights.reshape(cin, cout).astype(dtype, copy=False)).reshape(*x.shape[:3], cout)
     patches = _windows(pad_nhwc(x, pads, pad_value), kh, kw, stride, dilation)
     n, oh, ow = patches.shape[:3]
     # (N, OH, OW, C, KH, KW) -> rows of (KH, KW, C) to match the weight layout.
@@ -185,4 +188,8 @@ def requantize(acc: np.ndarray, multiplier: np.ndarray, zero_point: int, dtype: 
     by default it is ``dtype``'s range.
     """
     lo, hi = INT_RANGES[np.dtype(dtype)] if bounds is None else bounds
-    return np.clip(np.rint(acc.astype(np.float32) * multiplier) + zero_point, lo, hi).astype(dtype)
+    y = acc.astype(np.float32)
+    y *= multiplier
+    np.rint(y, out=y)
+    y += zero_point
+    return np.clip(y, lo, hi, out=y).astype(dtype)
