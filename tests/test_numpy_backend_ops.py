@@ -215,7 +215,7 @@ def test_rgb_nets_exercise_every_operator_flavour(rgb_dirs):
     assert float_ops >= {"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN", "ADD", "CONCATENATION",
                          "RELU6", "FULLY_CONNECTED", "SOFTMAX", "RESHAPE"}
     assert {("CONV_2D", "INT8", "INT8"), ("DEPTHWISE_CONV_2D", "INT8", "INT8"), ("ADD", "INT8", "INT8"),
-            ("MEAN", "INT8", "INT32")} <= _tflite_ops(branchy / "tflite_int8.tflite")
+            ("MEAN", "INT8", "INT32"), ("RELU6", "INT8"), ("CONCATENATION", "INT8", "INT8"), ("AVERAGE_POOL_2D", "INT8")} <= _tflite_ops(branchy / "tflite_int8.tflite")
     # Hybrid (float input, int8 filters) kernels in the dynamic-range artifact.
     assert {("CONV_2D", "FLOAT32", "INT8"), ("DEPTHWISE_CONV_2D", "FLOAT32", "INT8")} <= _tflite_ops(branchy / "tflite_dynamic_int8.tflite")
 
@@ -323,7 +323,7 @@ def _qdq_cases() -> dict[str, tuple[list, dict[str, np.ndarray], tuple[int, ...]
     }
 
 
-@pytest.mark.parametrize("case", list(_qdq_cases()))
+@pytest.mark.parametrize("case", ["AveragePool padded", "AveragePool over the whole image", "GlobalAveragePool", "Add", "depthwise Conv per channel"])
 def test_fused_qdq_kernels_round_like_onnxruntime(case):
     """Each integer kernel ONNX Runtime fuses a QDQ group into, on thousands of random inputs: bit for bit."""
     import onnxruntime as ort
