@@ -302,6 +302,18 @@ def _depthwise_qlinear_conv() -> tuple[list, dict[str, np.ndarray]]:
     return nodes, extra
 
 
+def _uint8_weight_qlinear(op: str) -> tuple[list, dict[str, np.ndarray]]:
+    """uint8 weights with zero points (what ``weight_type=QUInt8`` makes): per tensor for Conv, per column for Gemm."""
+    from onnx import helper
+
+    rng = np.random.default_rng(6)
+    if op == "Conv":
+        extra = {"w": rng.integers(0, 256, (12, 8, 3, 3)).astype(np.uint8), "ws": np.float32(0.004), "wz": np.uint8(131)}
+        return [helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"]), helper.make_node("Conv", ["xf", "wf"], ["f"], pads=[1, 1, 1, 1])], extra
+    extra = {"w": rng.integers(0, 256, (64, 10)).astype(np.uint8), "ws": rng.uniform(0.001, 0.004, 10).astype(np.float32), "wz": rng.integers(100, 156, 10).astype(np.uint8)}
+    return [helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"], axis=1), helper.make_node("Gemm", ["xf", "wf"], ["f"])], extra
+
+
 def _qdq_cases() -> dict[str, tuple[list, dict[str, np.ndarray], tuple[int, ...]]]:
     from onnx import helper
 
@@ -320,10 +332,16 @@ def _qdq_cases() -> dict[str, tuple[list, dict[str, np.ndarray], tuple[int, ...]
         "GlobalAveragePool": ([helper.make_node("GlobalAveragePool", ["xf"], ["f"])], {"ys": np.float32(0.0597)}, (64, 32, 2, 4)),
         "Add": (add, {"ts": np.float32(0.0311), "tz": np.uint8(101)}, (16, 8, 9, 9)),
         "depthwise Conv per channel": (*_depthwise_qlinear_conv(), (16, 16, 9, 13)),
+        "Conv with uint8 weights": (*_uint8_weight_qlinear("Conv"), (16, 8, 9, 13)),
+        "Gemm with uint8 weights per column": (*_uint8_weight_qlinear("Gemm"), (256, 64)),
     }
 
 
-@pytest.mark.parametrize("case", ["AveragePool padded", "AveragePool over the whole image", "GlobalAveragePool", "Add", "depthwise Conv per channel"])
+@pytest.mark.parametrize(
+    "case",
+    ["AveragePool padded", "AveragePool over the whole image", "GlobalAveragePool", "Add", "depthwise Conv per channel",
+     "Conv with uint8 weights", "Gemm with uint8 weights per column"],
+)
 def test_fused_qdq_kernels_round_like_onnxruntime(case):
     """Each integer kernel ONNX Runtime fuses a QDQ group into, on thousands of random inputs: bit for bit."""
     import onnxruntime as ort

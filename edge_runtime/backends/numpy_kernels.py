@@ -172,12 +172,20 @@ def max_pool_nhwc(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int
     return out
 
 
-def exact_dtype(depth: int) -> type:
-    """The cheapest float type that accumulates ``depth`` int8 × (u)int8 products exactly.
+def exact_dtype(depth: int, weight_bound: int = 128) -> type:
+    """The cheapest float type that accumulates ``depth`` integer products exactly.
 
-    float32 is exact while every partial sum stays below 2**24; otherwise float64.
+    Each product is a zero-point-shifted 8-bit activation (magnitude <= 255) times
+    a weight of magnitude <= ``weight_bound`` (128 for symmetric int8 weights, up
+    to 255 for uint8 weights with a zero point). float32 is exact while every
+    partial sum stays below 2**24; otherwise float64.
+
+    Examples
+    --------
+    >>> exact_dtype(9).__name__, exact_dtype(1152).__name__, exact_dtype(300, weight_bound=255).__name__
+    ('float32', 'float64', 'float64')
     """
-    return np.float32 if depth * 255 * 128 < 2**24 else np.float64
+    return np.float32 if depth * 255 * weight_bound < 2**24 else np.float64
 
 
 def requantize(acc: np.ndarray, multiplier: np.ndarray, zero_point: int, dtype: np.dtype, bounds: tuple[int, int] | None = None) -> np.ndarray:

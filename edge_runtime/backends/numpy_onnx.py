@@ -114,9 +114,9 @@ def _conv_integer(attrs: dict[str, Any], consts: list[Any]) -> Kernel:
         raise BackendError("ConvInteger with non-constant weights is not supported by the NumPy backend")
     kernel, stride, dilation, convolve = _conv_geometry(attrs, w.shape)
     w_zp = consts[3] if len(consts) > 3 and consts[3] is not None else np.zeros(1, w.dtype)
-    acc_dtype = K.exact_dtype(int(np.prod(w.shape[1:])))
-    shifted = w.astype(acc_dtype) - K.per_axis(w_zp.astype(acc_dtype), 0, 4)
-    hwio = np.ascontiguousarray(shifted.transpose(2, 3, 1, 0))
+    shifted = w.astype(np.int32) - K.per_axis(w_zp.astype(np.int32), 0, 4)
+    acc_dtype = K.exact_dtype(int(np.prod(w.shape[1:])), int(np.abs(shifted).max(initial=0)))
+    hwio = np.ascontiguousarray(shifted.transpose(2, 3, 1, 0).astype(acc_dtype))
 
     def conv_integer(x: np.ndarray, _w: np.ndarray, x_zp: np.ndarray | None = None, _w_zp: Any = None) -> np.ndarray:
         xs = x.astype(acc_dtype) - (0 if x_zp is None else acc_dtype(np.asarray(x_zp).ravel()[0]))
@@ -391,7 +391,7 @@ def _fused_matmul(node: Any, attrs: dict[str, Any], a: tuple, w: np.ndarray, w_s
 
 def _fused_conv(node: Any, attrs: dict[str, Any], a: tuple, w: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None, y: tuple) -> Kernel | None:
     kernel, stride, dilation, convolve = _conv_geometry(attrs, w.shape)
-    acc_dtype = K.exact_dtype(int(np.prod(w.shape[1:])))
+    acc_dtype = K.exact_dtype(int(np.prod(w.shape[1:])), int(np.abs(w).max(initial=0)))
     hwio = np.ascontiguousarray(w.transpose(2, 3, 1, 0).astype(acc_dtype))
     multiplier = _output_scale(a[0], w_scale, y[0]).reshape(-1)
     a_zp = acc_dtype(a[1])
@@ -594,9 +594,11 @@ def fuse_qdq(nodes: list[Any], constants: dict[str, np.ndarray], graph_outputs: 
             dq_w = dq_of(node.input[1]) if len(node.input) > 1 else None
             if dq_w is None or dq_w.input[0] not in constants or len(dq_w.input) < 3:
                 continue
-            w, w_scale, w_zp = constants[dq_w.input[0]], constants.get(dq_w.input[1]), constants.get(dq_w.input[2])
-            if w.dtype != np.int8 or w_scale is None or w_zp is None or np.any(w_zp != 0):
+            w_q, w_scale, w_zp = constants[dq_w.input[0]], constants.get(dq_w.input[1]), constants.get(dq_w.input[2])
+            # ONNX Runtime pairs int8 activations with int8 weights only; uint8 ones with either.
+            if w_q.dtype not in (np.int8, np.uint8) or (w_q.dtype == np.uint8 and types == {np.dtype(np.int8)}) or w_scale is None or w_zp is None:
                 continue
+            w = w_q.astype(np.int32) - K.per_axis(w_zp.astype(np.int32), _attrs(dq_w).get("axis", 1), w_q.ndim)
             bias = None
             if len(node.input) > 2 and node.input[2]:
                 dq_b = dq_of(node.input[2])
