@@ -7,13 +7,12 @@ and a sum of two branches), Concatenate, Reshape and Flatten, on a square 32×32
 and a non-square 48×64×3 input. Both are trained for a few epochs on synthetic
 coloured shapes, so batch-norm statistics and activation ranges are real ones, and
 converted with the converter's own functions to every artifact kind, ONNX static
-int8 both per tensor and per channel.
+int8 both per channel (the converter's choice) and per tensor.
 
-ONNX Runtime on x86 CPUs without VNNI saturates int8 sums (u8 × s8 ``vpmaddubsw``),
-so its int8 outputs are not exact arithmetic. The ONNX int8 test artifacts are
-therefore quantised with ``reduce_range=True`` (7-bit weights, the one setting
-added to the converter's call), which keeps every pair sum in range: ONNX Runtime
-is then exact, and the NumPy backend must reproduce it bit for bit.
+The converter's ONNX int8 artifacts (7-bit weights for static QDQ, uint8 weights
+for dynamic) are ones ONNX Runtime computes exactly even on x86 CPUs without VNNI,
+whose u8 × s8 ``vpmaddubsw`` saturates full-range int8 weights; so the NumPy
+backend must reproduce ONNX Runtime bit for bit, as it must LiteRT's full-int8.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from edge_runtime import BackendError
 NUM_IMAGES = 96
 # One int8 step of a probability (ONNX QDQ: 1/255, TFLite: 1/256), as in test_numpy_backend.
 INT8_STEP = 1 / 255
-EXACT = {"tflite_int8.tflite", "onnx_int8_static.onnx", "onnx_int8_static_per_channel.onnx"}
+EXACT = {"tflite_int8.tflite", "onnx_int8_static.onnx", "onnx_int8_static_per_tensor.onnx"}
 FLOAT = {"tflite_float32.tflite", "tflite_float16.tflite", "onnx_float32.onnx"}
 DYNAMIC = {"tflite_dynamic_int8.tflite", "onnx_int8_dynamic.onnx"}
 ARTIFACTS = sorted(EXACT | FLOAT | DYNAMIC)
@@ -115,20 +114,6 @@ def _plain_48x64():
 BUILDERS = {"branchy_32x32": _branchy_32x32, "plain_48x64": _plain_48x64}
 
 
-def _with_reduce_range(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make onnxruntime's quantisers use 7-bit weights when the caller does not say otherwise."""
-    import onnxruntime.quantization as quantization
-
-    for name in ("quantize_static", "quantize_dynamic"):
-        original = getattr(quantization, name)
-
-        def with_reduce_range(*args, _original=original, **kwargs):
-            kwargs.setdefault("reduce_range", True)
-            return _original(*args, **kwargs)
-
-        monkeypatch.setattr(quantization, name, with_reduce_range)
-
-
 def _convert_all(model_name: str, out: Path) -> None:
     """Train the model briefly and write every artifact kind into ``out`` (no manifest)."""
     import keras
@@ -139,6 +124,7 @@ def _convert_all(model_name: str, out: Path) -> None:
     from convert.quantize_onnx import preprocess_for_quantization, quantize_dynamic_int8, quantize_static_qdq
     from convert.source import load_source_model
     from convert.tflite import convert_tflite
+    from edge_runtime.records.manifest import Preprocessing
     from train.data import Dataset
 
     keras.utils.set_random_seed(0)
@@ -150,7 +136,8 @@ def _convert_all(model_name: str, out: Path) -> None:
     out.mkdir(parents=True)
     model.save(out / "model.keras")
     source = load_source_model(out / "model.keras")
-    calibration = CalibrationData(Dataset(x, y, x[:1], y[:1], "synthetic coloured shapes"), source.input_shape, samples=100, seed=0)
+    preprocessing = Preprocessing.for_mode("unit", "nhwc", source.input_shape)  # pixels / 255, as trained
+    calibration = CalibrationData(Dataset(x, y, x[:1], y[:1], "synthetic coloured shapes"), preprocessing, samples=100, seed=0)
     for kind in ArtifactKind:
         if kind.format == "tflite":
             (out / kind.file_name).write_bytes(convert_tflite(source.model, kind, calibration))
@@ -158,11 +145,9 @@ def _convert_all(model_name: str, out: Path) -> None:
     float_path.write_bytes(export_onnx(source))
     prepared = out / "prepared.onnx"
     preprocess_for_quantization(float_path, prepared)
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        _with_reduce_range(monkeypatch)
-        quantize_static_qdq(prepared, out / "onnx_int8_static.onnx", calibration, source.input_name)
-        quantize_static_qdq(prepared, out / "onnx_int8_static_per_channel.onnx", calibration, source.input_name, per_channel=True)
-        quantize_dynamic_int8(prepared, out / "onnx_int8_dynamic.onnx")
+    quantize_static_qdq(prepared, out / "onnx_int8_static.onnx", calibration, source.input_name)
+    quantize_static_qdq(prepared, out / "onnx_int8_static_per_tensor.onnx", calibration, source.input_name, per_channel=False)
+    quantize_dynamic_int8(prepared, out / "onnx_int8_dynamic.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +164,7 @@ def test_numpy_backend_matches_native_backend_on_rgb_conv_nets(rgb_dirs, model_n
     path = rgb_dirs[model_name] / artifact
     native, ours = edge_runtime.load(path), edge_runtime.load(path, backend="numpy")
     assert native.backend != "numpy" and ours.backend == "numpy"
-    images = _test_images(*native.preprocessing.image_shape)
+    images = _test_images(*native.input.image_size)
     expected, got = native.predict(images), ours.predict(images)
     assert (expected.max(axis=1) < 0.9).sum() >= 10  # enough undecided outputs for rounding to show
     if artifact in EXACT:
@@ -226,7 +211,7 @@ def test_rgb_nets_exercise_every_operator_flavour(rgb_dirs):
                                                          "GlobalAveragePool", "Softmax"}
     # On x86 ONNX Runtime fuses a QDQ group into an integer kernel only where the
     # graph does not branch; the shortcut's Conv and Add run in float between Q/DQ.
-    static = numpy_ops(branchy / "onnx_int8_static_per_channel.onnx")
+    static = numpy_ops(branchy / "onnx_int8_static.onnx")
     assert {"QDQ:Conv", "QDQ:Add", "QDQ:AveragePool", "QDQ:GlobalAveragePool", "QDQ:Gemm", "QDQ:Softmax", "Conv", "Add"} <= static
     assert {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"} <= numpy_ops(branchy / "onnx_int8_dynamic.onnx")
 
@@ -370,7 +355,7 @@ def test_every_int8_tensor_of_a_full_integer_tflite_model_matches_litert(rgb_dir
     path = rgb_dirs[model_name] / "tflite_int8.tflite"
     model = edge_runtime.load(path)
     scale, zero_point = model.input_spec.quantization
-    x = quantize(_test_images(*model.preprocessing.image_shape) / 255.0, scale, zero_point, np.dtype(np.int8))
+    x = quantize(_test_images(*model.input.image_size) / 255.0, scale, zero_point, np.dtype(np.int8))
     interpreter = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
     interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], x.shape)
     interpreter.allocate_tensors()
