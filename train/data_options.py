@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import Any
 
 from edge_runtime.errors import DataError
 from edge_runtime.images import COLOR_MODES
@@ -81,16 +82,40 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, data_default: str | N
                             "(default: the images' own size when they all agree)")
     group.add_argument("--color-mode", choices=COLOR_MODES, default=None,
                        help="image folders: decode as grayscale or rgb (default: rgb if any image has colour)")
-    group.add_argument("--crop-to-aspect-ratio", action="store_true",
+    group.add_argument("--crop-to-aspect-ratio", action="store_true", default=None,
                        help="crop each image to the target aspect ratio before resizing, instead of squashing it")
-    group.add_argument("--test-fraction", type=parse_test_fraction, default=0.2, metavar="F",
+    group.add_argument("--test-fraction", type=parse_test_fraction, default=None, metavar="F",
                        help="share of each class held out for testing when the data has no split of its own "
                             "(default 0.2; the split is seeded and recorded)")
-    group.add_argument("--label-column", default="label", metavar="NAME",
+    group.add_argument("--label-column", default=None, metavar="NAME",
                        help="CSV data: the column holding each row's class (default 'label')")
     group.add_argument("--skip-bad-images", action="store_true",
                        help="image folders: leave out images that cannot be read (the count is reported) "
                             "instead of stopping at the first")
+
+
+def data_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The reading options the user gave (``None`` where they gave none), as ``load_dataset`` keywords.
+
+    Convert and parity merge these over what the model or the manifest says
+    (image size, colour mode, crop, the recorded split), so only what the user
+    typed overrides.
+
+    Examples
+    --------
+    >>> parser = argparse.ArgumentParser()
+    >>> add_data_arguments(parser)
+    >>> data_options(parser.parse_args(["--image-size", "32x32"]))["image_size"]
+    (32, 32)
+    """
+    return {
+        "image_size": args.image_size,
+        "color_mode": args.color_mode,
+        "crop_to_aspect_ratio": args.crop_to_aspect_ratio,
+        "test_fraction": args.test_fraction,
+        "label_column": args.label_column,
+        "skip_bad_images": args.skip_bad_images or None,
+    }
 
 
 def dataset_from_args(
@@ -124,13 +149,5 @@ def dataset_from_args(
     >>> dataset_from_args(parser.parse_args([])).num_classes
     10
     """
-    return load_dataset(
-        args.data,
-        image_size=args.image_size if args.image_size is not None else image_size,
-        color_mode=args.color_mode if args.color_mode is not None else color_mode,
-        crop_to_aspect_ratio=args.crop_to_aspect_ratio,
-        test_fraction=args.test_fraction,
-        label_column=args.label_column,
-        skip_bad_images=args.skip_bad_images,
-        progress=progress,
-    )
+    given = {k: v for k, v in data_options(args).items() if v is not None}
+    return load_dataset(args.data, **{"image_size": image_size, "color_mode": color_mode, **given}, progress=progress)
