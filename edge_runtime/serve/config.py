@@ -65,7 +65,9 @@ class ServeConfig:
         Bearer token every request must carry; ``None`` means no authentication.
     max_connections
         Connections served at once over all worker processes; more are answered 503
-        and closed, so slow or many clients cannot pin unbounded request bodies.
+        and closed, so slow or many clients cannot pin unbounded request bodies. The
+        count lives in memory the workers share without a lock, so workers accepting
+        at the same instant may let in up to ``workers - 1`` connections more.
     keepalive_timeout
         Seconds an idle HTTP/1.1 connection is kept open between requests.
     keepalive_requests
