@@ -16,7 +16,7 @@ def test_one_csv_is_split_by_class_with_raw_float32_features(feature_csv):
     assert ds.input.kind == "features" and ds.input.shape == (13,)
     assert ds.input.feature_names == tuple(name for name, _, _ in FEATURES)
     assert ds.x_train.dtype == np.float32 and ds.x_train.shape == (1200, 13) and ds.x_test.shape == (300, 13)
-    assert np.bincount(ds.y_test).tolist() == [20, 20, 20]
+    assert np.bincount(ds.y_test).tolist() == [100, 100, 100]
     assert ds.split == {"kind": "stratified", "test_fraction": 0.2, "seed": 0}
     assert list(ds.sha256) == ["sensors.csv"]
     # Raw values, not standardised: the hundreds and the thousandths survive as written.
