@@ -20,7 +20,7 @@ def test_one_csv_is_split_by_class_with_raw_float32_features(feature_csv):
     assert ds.split == {"kind": "stratified", "test_fraction": 0.2, "seed": 0}
     assert list(ds.sha256) == ["sensors.csv"]
     # Raw values, not standardised: the hundreds and the thousandths survive as written.
-    values, labels = feature_table(300)
+    values, labels = feature_table(1500)
     rows = np.concatenate([ds.x_train, ds.x_test])
     assert 250 < rows[:, 0].mean() < 350 and 0.002 < rows[:, 1].mean() < 0.006
     expected = {tuple(np.float32(float(f"{v:.6g}")) for v in row) for row in values}
