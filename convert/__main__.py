@@ -32,6 +32,7 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def build_convert_parser() -> argparse.ArgumentParser:
+    from convert.converter import DEFAULT_CALIBRATION_SAMPLES
     from convert.formats import ALL_KINDS
     from convert.inputs import PREPROCESS_CHOICES
 
@@ -62,7 +63,9 @@ def build_convert_parser() -> argparse.ArgumentParser:
                         help="per-channel (or per-feature) mean of raw input to subtract; with --std")
     parser.add_argument("--std", type=_floats, default=None, metavar="S[,S...]",
                         help="per-channel (or per-feature) std of raw input to divide by; with --mean")
-    parser.add_argument("--calibration-samples", type=int, default=500, help="training inputs used for int8 calibration (default 500)")
+    parser.add_argument("--calibration-samples", type=int, default=None,
+                        help=f"training inputs used for int8 calibration (default {DEFAULT_CALIBRATION_SAMPLES}, "
+                        "or the whole training split when it is smaller)")
     parser.add_argument("--seed", type=int, default=0, help="seed choosing the calibration images (default 0)")
     parser.add_argument("--force", action="store_true", help="replace --out if it already exists")
     return parser

@@ -33,6 +33,8 @@ from train.data import Dataset, load_dataset
 Progress = Callable[[str], None]
 # Test inputs saved as samples.npz for the device's self-test, health check and benchmarks.
 SAMPLE_COUNT = 32
+# Enough for stable activation ranges; a smaller training split is used whole.
+DEFAULT_CALIBRATION_SAMPLES = 500
 
 
 def _convert_kind(
@@ -117,7 +119,7 @@ def convert_model(
     dataset: Dataset | str | os.PathLike[str] | None = None,
     data_options: Mapping[str, Any] | None = None,
     formats: Sequence[ArtifactKind | str] | None = None,
-    calibration_samples: int = 500,
+    calibration_samples: int | None = None,
     seed: int = 0,
     preprocess: PreprocessOptions = PreprocessOptions(),
     force: bool = False,
@@ -148,8 +150,10 @@ def convert_model(
     formats : sequence of ArtifactKind or str, optional
         Which artifacts to write, as kinds or manifest names such as
         ``"tflite_int8"`` (default: all seven).
-    calibration_samples : int
-        Number of training inputs used to calibrate full-integer / static int8.
+    calibration_samples : int or None
+        Number of training inputs used to calibrate full-integer / static int8;
+        None: :data:`DEFAULT_CALIBRATION_SAMPLES`, or the whole training split when
+        it is smaller.
     seed : int
         Seed choosing those inputs and the samples.
     preprocess : PreprocessOptions
@@ -204,6 +208,8 @@ def convert_model(
         say(f"full-integer artifacts take standardised features: {plan.int8_preprocessing.describe()}")
     calibration = None
     if any(kind.needs_calibration for kind in kinds):
+        if calibration_samples is None:
+            calibration_samples = min(DEFAULT_CALIBRATION_SAMPLES, len(data.x_train))
         calibration = CalibrationData(data, plan.int8_preprocessing or plan.preprocessing, calibration_samples, seed)
     records = []
     with staged_dir(out_dir, force=force) as stage, tempfile.TemporaryDirectory(prefix="keras2edge-convert-") as tmp:

@@ -15,12 +15,12 @@ def test_one_csv_is_split_by_class_with_raw_float32_features(feature_csv):
     assert ds.class_names == FEATURE_CLASSES  # string labels, sorted
     assert ds.input.kind == "features" and ds.input.shape == (13,)
     assert ds.input.feature_names == tuple(name for name, _, _ in FEATURES)
-    assert ds.x_train.dtype == np.float32 and ds.x_train.shape == (240, 13) and ds.x_test.shape == (60, 13)
-    assert np.bincount(ds.y_test).tolist() == [20, 20, 20]
+    assert ds.x_train.dtype == np.float32 and ds.x_train.shape == (1200, 13) and ds.x_test.shape == (300, 13)
+    assert np.bincount(ds.y_test).tolist() == [100, 100, 100]
     assert ds.split == {"kind": "stratified", "test_fraction": 0.2, "seed": 0}
     assert list(ds.sha256) == ["sensors.csv"]
     # Raw values, not standardised: the hundreds and the thousandths survive as written.
-    values, labels = feature_table(300)
+    values, labels = feature_table(1500)
     rows = np.concatenate([ds.x_train, ds.x_test])
     assert 250 < rows[:, 0].mean() < 350 and 0.002 < rows[:, 1].mean() < 0.006
     expected = {tuple(np.float32(float(f"{v:.6g}")) for v in row) for row in values}

@@ -13,22 +13,6 @@ from edge_runtime.records.training import TrainingRecord
 from tests.datasets import FEATURE_CLASSES, write_npz
 from tests.test_train import assert_one_line_error, run_train
 
-# Few images, few steps: a higher learning rate and a small batch let the separable CNN learn them.
-SMALL_DATA_OPTIONS = ("--epochs", "8", "--batch-size", "16", "--learning-rate", "0.01", "--seed", "3")
-
-
-@pytest.fixture(scope="module")
-def rgb_cnn_run(rgb_folder, tmp_path_factory):
-    """`python -m train --data <rgb folder> --arch cnn` with one unreadable image skipped: (out dir, process, data)."""
-    data = Path(shutil.copytree(rgb_folder, tmp_path_factory.mktemp("rgb_bad") / "shapes"))
-    (data / "triangle" / "007.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
-    out = tmp_path_factory.mktemp("rgb_cnn") / "run"
-    proc = run_train("--data", str(data), "--arch", "cnn", "--skip-bad-images", "--out", str(out), "--verbose", "0",
-                     *SMALL_DATA_OPTIONS)
-    assert proc.returncode == 0, proc.stderr
-    return out, proc, data
-
-
 def test_cli_trains_a_cnn_on_an_rgb_folder_and_records_the_input(rgb_cnn_run):
     out, proc, data = rgb_cnn_run
     assert sorted(p.name for p in out.iterdir()) == ["model.keras", "training.json"]
@@ -77,15 +61,12 @@ def test_same_seed_gives_the_same_separable_cnn(rgb_cnn_run):
     assert again.test_accuracy == record.test_accuracy
 
 
-def test_cli_trains_a_feature_mlp_that_normalises_inside_the_model(feature_csv, tmp_path):
+def test_cli_trains_a_feature_mlp_that_normalises_inside_the_model(feature_csv, feature_mlp_run):
     import keras
 
     from train.data import load_dataset
 
-    out = tmp_path / "run"
-    proc = run_train("--data", str(feature_csv), "--out", str(out), "--verbose", "0", "--epochs", "10",
-                     "--batch-size", "16")
-    assert proc.returncode == 0, proc.stderr
+    out, proc = feature_mlp_run
     record = TrainingRecord.read(out)
     assert record.input.kind == "features" and record.input.shape == (13,)
     assert record.input.feature_names[:2] == ("temperature_k", "vibration_g")

@@ -3,9 +3,10 @@
 Supported builtin operators are those the keras2edge converter emits for common
 Keras layers (Dense, Conv2D, DepthwiseConv2D, SeparableConv2D, folded
 BatchNormalization, Max/AveragePooling2D, GlobalAveragePooling2D, ReLU / ReLU6,
-Softmax, Add, Concatenate, Reshape / Flatten) in all four TFLite flavours
-(float32, float16 weights, dynamic-range int8, full int8): FULLY_CONNECTED,
-CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, AVERAGE_POOL_2D, MEAN, ADD, MUL,
+Softmax, Add, Concatenate, Reshape / Flatten, and a feature model's Normalization)
+in all four TFLite flavours (float32, float16 weights, dynamic-range int8, full
+int8): FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, AVERAGE_POOL_2D,
+MEAN, ADD, SUB (float), MUL,
 CONCATENATION, SOFTMAX, RELU, RELU6, RESHAPE, SHAPE, STRIDED_SLICE, PACK,
 TRANSPOSE, QUANTIZE and DEQUANTIZE. Any other operator is refused at load time
 with a :class:`~edge_runtime.errors.BackendError` naming it.
@@ -372,18 +373,25 @@ def _concatenation(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> Ker
     return lambda *xs: np.clip(np.concatenate(xs, axis=axis), qmin, qmax).astype(out.dtype)
 
 
+# Element-wise binary builtins: their options table and NumPy function. SUB comes from
+# Keras' Normalization layer ((x - mean) * 1/std), which float artifacts keep inside.
+_BINARY = {"ADD": ("AddOptions", np.add), "MUL": ("MulOptions", np.multiply), "SUB": ("SubOptions", np.subtract)}
+
+
 def _binary(kind: str) -> Callable[[Any, list[Tensor | None], list[Tensor]], Kernel]:
+    options, fn = _BINARY[kind]
+
     def build(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> Kernel:
-        opts = _options(op, "AddOptions" if kind == "ADD" else "MulOptions")
+        opts = _options(op, options)
         activation = opts.FusedActivationFunction() if opts else 0
         a_t, b_t, out = ins[0], ins[1], outs[0]
         if out.dtype == np.float32:
             act = _float_activation(activation)
-            fn = np.add if kind == "ADD" else np.multiply
             return lambda a, b: act(fn(a, b))
         if out.dtype == np.int32:
-            fn = np.add if kind == "ADD" else np.multiply
             return lambda a, b: fn(a, b).astype(np.int32)
+        if kind == "SUB":
+            raise BackendError("the NumPy backend does not implement the TFLite operator SUB on int8 tensors; use backend 'litert'")
         (sa, za), (sb, zb), (so, _) = a_t.qparams(), b_t.qparams(), out.qparams()
         if kind == "MUL":
             requant = _requantizer(_product_multiplier(sa, sb, so), out, activation)
@@ -512,6 +520,7 @@ BUILDERS: dict[str, Callable[[Any, list[Tensor | None], list[Tensor]], Kernel]] 
     "CONCATENATION": _concatenation,
     "ADD": _binary("ADD"),
     "MUL": _binary("MUL"),
+    "SUB": _binary("SUB"),
     "SOFTMAX": _softmax,
     "RELU": _relu(1),
     "RELU6": _relu(3),

@@ -9,7 +9,9 @@ QEMU user-mode emulation (qemu-user-static + binfmt_misc). This script
    ``/var/cache/keras2edge-device``; rebuilt when absent or built from another
    package list);
 2. makes deployment bundles on this machine with ``python -m convert bundle``
-   (from ``--artifacts``, or from a small MLP it trains and converts here);
+   of two models: the MNIST digit model (``--artifacts``, or a small MLP it trains
+   and converts here) and an RGB camera-style model (``--rgb-artifacts``, or a
+   small depthwise-separable CNN it trains here on generated coloured shapes);
 3. inside each root file system, as an unprivileged user ``pi`` with no
    TensorFlow and no access to this repository, unpacks the bundle tarball,
    runs ``./run.sh install`` (a venv + the bundled wheel + pinned requirements
@@ -252,6 +254,19 @@ def make_artifacts(work: Path, python: str) -> Path:
     return artifacts
 
 
+def make_rgb_artifacts(work: Path, python: str) -> Path:
+    """Train a small RGB depthwise-separable CNN on generated coloured shapes and convert it."""
+    data, model_dir, artifacts = work / "shapes", work / "model_rgb", work / "artifacts_rgb"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    sh([python, "-c", f"from pathlib import Path; from tests.datasets import write_shape_folder; "
+        f"write_shape_folder(Path({str(data)!r}), per_class=60)"], env=env)
+    sh([python, "-m", "train", "--data", str(data), "--arch", "cnn", "--out", str(model_dir), "--verbose", "0",
+        "--epochs", "8", "--batch-size", "16", "--learning-rate", "0.01", "--seed", "3"])
+    sh([python, "-m", "convert", str(model_dir / "model.keras"), "--out", str(artifacts),
+        "--formats", "tflite_int8,onnx_int8_static"])
+    return artifacts
+
+
 def make_bundle(python: str, artifacts: Path, name: str, target: str, out: Path) -> Path:
     """Run the bundle command on this machine; return the tarball."""
     sh([python, "-m", "convert", "bundle", str(artifacts), "--artifact", name, "--target", target, "--out", str(out)])
@@ -305,7 +320,7 @@ def run_arch(root: Path, arch: Arch, bundles: dict[str, tuple[Path, str]]) -> li
                          f"found=[m for m in ('tensorflow', 'keras', 'tf_keras') if u.find_spec(m)]; "
                          f"print('importable:', found or 'none'); sys.exit(1 if found else 0)\""))
     for name, (_, artifact) in bundles.items():
-        backends = ["auto", "numpy"] if artifact.startswith("tflite") else ["auto"]
+        backends = ["auto", "numpy"] if "tflite" in artifact else ["auto"]
         for backend in backends:
             rows.append(selftest_row(root, arch, name, artifact, backend, venv))
     dirs = " ".join(names)
@@ -339,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where root file systems are cached")
     parser.add_argument("--artifacts", type=Path, help="output of python -m convert (default: train + convert a small MLP)")
+    parser.add_argument("--rgb-artifacts", type=Path,
+                        help="an RGB model's python -m convert output (default: train + convert a small CNN on shapes)")
     parser.add_argument("--arch", default="arm64,armhf", help="comma-separated: arm64, armhf")
     parser.add_argument("--python", default=sys.executable, help="project Python used to build bundles on the host")
     args = parser.parse_args(argv)
@@ -355,18 +372,19 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.cache / ".lock", "w") as lock, tempfile.TemporaryDirectory(prefix="keras2edge-device-") as tmp:
             fcntl.flock(lock, fcntl.LOCK_EX)
             work = Path(tmp)
-            artifacts = args.artifacts or make_artifacts(work, args.python)
+            models = {"mnist": args.artifacts or make_artifacts(work, args.python),
+                      "rgb": args.rgb_artifacts or make_rgb_artifacts(work, args.python)}
             for name in arches:
                 arch = ARCHES[name]
                 root = ensure_rootfs(args.cache, arch)
-                if arch.target == "armv7l":
-                    wanted = {"tflite_int8": "tflite_int8"}
-                else:
-                    wanted = {"tflite_int8": "tflite_int8", "onnx_int8_static": "onnx_int8_static"}
+                # 32-bit ARM has no ONNX Runtime wheel: .tflite only there.
+                wanted = ("tflite_int8",) if arch.target == "armv7l" else ("tflite_int8", "onnx_int8_static")
                 bundles: dict[str, tuple[Path, str]] = {}
-                for artifact in wanted:
-                    out = work / f"pi-{arch.target}-{artifact}"
-                    bundles[out.name] = (make_bundle(args.python, artifacts, artifact, arch.target, out), artifact)
+                for model, artifacts in models.items():
+                    for artifact in wanted:
+                        out = work / f"pi-{arch.target}-{model}-{artifact}"
+                        bundles[out.name] = (make_bundle(args.python, artifacts, artifact, arch.target, out),
+                                             f"{model} {artifact}")
                 with mounted(root):
                     rows.extend(run_arch(root, arch, bundles))
     except (SetupError, subprocess.TimeoutExpired) as exc:

@@ -7,20 +7,20 @@ artifact, its manifest and the installed keras2edge wheel.
 
     python runtime_check.py BUNDLE_DIR [BUNDLE_DIR ...]
 
-Checked for each bundle: neither TensorFlow nor keras gets imported; every backend
-installed for the artifact's format agrees with the default one on the embedded
-digits (top-1 identical, max |dp| within the bundle's tolerance); a truncated
+Checked for each bundle (MNIST digits, an RGB camera model, ...): neither TensorFlow
+nor keras gets imported; every backend installed for the artifact's format agrees
+with the default one on the bundle's samples (top-1 identical, max |dp| within the
+bundle's tolerance); a truncated
 artifact raises ModelLoadError on every backend (each load in a child process, so a
 native crash is reported rather than fatal), a tampered one ManifestError; wrong shape, NaN and
 an empty batch raise InputError; an unknown backend raises BackendError; and the
-``python -m edge_runtime predict`` CLI prints one line per input (.npy and PNG) and
+``python -m edge_runtime predict`` CLI prints one line per input (.npy, and PNG for an image model) and
 turns a bad input file into one error line with exit status 2. Exit status 1 on any failure.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 import subprocess
 import sys
@@ -32,7 +32,8 @@ import numpy as np
 
 import edge_runtime
 from edge_runtime.errors import BackendError, InputError, Keras2EdgeError, ManifestError
-from edge_runtime.selftest import load_samples
+from edge_runtime.records.bundle import BundleRecord
+from edge_runtime.sample_set import load_samples
 
 NATIVE = {"tflite": ("litert", "tflite_runtime"), "onnx": ("onnxruntime",)}
 MODULES = {"litert": "ai_edge_litert", "tflite_runtime": "tflite_runtime", "onnxruntime": "onnxruntime"}
@@ -67,22 +68,22 @@ def expect(exc_type: type[BaseException], what: str, fn: Callable[[], object]) -
 
 
 def check_bundle(bundle: Path) -> None:
-    info = json.loads((bundle / "bundle.json").read_text())
-    artifact = bundle / info["artifact"]["file"]
-    fmt = info["artifact"]["format"]
-    tolerance = float(info["reference"]["tolerance"])
-    samples = load_samples()
-    print(f"{bundle.name}: {artifact.name} ({fmt})")
-
+    info = BundleRecord.read(bundle)
+    artifact = bundle / info.artifact_file
+    fmt = info.artifact["format"]
+    tolerance = info.reference.tolerance
     default = edge_runtime.load(artifact)
-    reference = default.predict(samples.images)
+    spec = default.input
+    samples = load_samples(bundle, spec.shape)
+    print(f"{bundle.name}: {artifact.name} ({fmt}, {spec.describe()}, samples from {samples.source})")
+    reference = default.predict(samples.inputs)
     installed = [b for b in NATIVE[fmt] if importlib.util.find_spec(MODULES[b])]
     check(default.backend in installed, f"auto picks a native backend ({default.backend}; installed: {installed})")
     # The NumPy backend reads .onnx only with the onnx package, which bundles do not pin.
     others = [b for b in installed if b != default.backend] + (["numpy"] if fmt == "tflite" else [])
     for backend in others:
         try:
-            probs = edge_runtime.load(artifact, backend=backend).predict(samples.images)
+            probs = edge_runtime.load(artifact, backend=backend).predict(samples.inputs)
         except Keras2EdgeError as exc:
             check(False, f"{backend} runs {artifact.name}: {exc}")
             continue
@@ -108,28 +109,31 @@ def check_bundle(bundle: Path) -> None:
         (work / artifact.name).write_bytes(bytes(tampered))
         expect(ManifestError, "artifact whose sha256 differs from manifest.json", lambda: edge_runtime.load(work / artifact.name))
 
-    expect(InputError, "wrong input shape (3, 27, 27)", lambda: default.predict(np.zeros((3, 27, 27), np.uint8)))
-    expect(InputError, "NaN in float input", lambda: default.predict(np.full((1, 784), np.nan, np.float32)))
-    expect(InputError, "empty batch", lambda: default.predict(np.zeros((0, 28, 28), np.uint8)))
+    wrong = (3, *(d - 1 for d in spec.shape))
+    expect(InputError, f"wrong input shape {wrong}", lambda: default.predict(np.zeros(wrong, samples.inputs.dtype)))
+    expect(InputError, "NaN in float input", lambda: default.predict(np.full((1, spec.size), np.nan, np.float32)))
+    expect(InputError, "empty batch", lambda: default.predict(np.zeros((0, *samples.inputs.shape[1:]), samples.inputs.dtype)))
     expect(BackendError, "unknown backend name", lambda: edge_runtime.load(artifact, backend="no-such-backend"))
 
     with tempfile.TemporaryDirectory() as tmp:
-        npy = Path(tmp) / "digits.npy"
-        np.save(npy, samples.images[:3])
+        npy = Path(tmp) / "samples.npy"
+        np.save(npy, samples.inputs[:3])
         proc = subprocess.run([sys.executable, "-m", "edge_runtime", "predict", str(artifact), str(npy)],
                               capture_output=True, text=True, check=False)
         lines = proc.stdout.strip().splitlines()
-        check(proc.returncode == 0 and len(lines) == 3, f"CLI predict on 3 digits: exit {proc.returncode}, {len(lines)} lines")
-        from PIL import Image
+        check(proc.returncode == 0 and len(lines) == 3, f"CLI predict on 3 samples: exit {proc.returncode}, {len(lines)} lines")
+        if spec.is_image:
+            from PIL import Image
 
-        png = Path(tmp) / "digit.png"
-        Image.fromarray(samples.images[0]).save(png)
-        proc = subprocess.run([sys.executable, "-m", "edge_runtime", "predict", str(artifact), str(png)],
-                              capture_output=True, text=True, check=False)
-        fields = proc.stdout.strip().split("\t")
-        expected = str(int(samples.labels[0]))
-        check(proc.returncode == 0 and len(fields) == 3 and fields[1] == expected,
-              f"CLI predict on a PNG of a {expected}: exit {proc.returncode}, output {proc.stdout.strip()!r} {proc.stderr.strip().splitlines()[-1:]}")
+            png = Path(tmp) / "sample.png"
+            Image.fromarray(samples.inputs[0]).save(png)
+            proc = subprocess.run([sys.executable, "-m", "edge_runtime", "predict", str(artifact), str(png)],
+                                  capture_output=True, text=True, check=False)
+            fields = proc.stdout.strip().split("\t")
+            expected = default.classify(samples.inputs[:1])[0]
+            check(proc.returncode == 0 and len(fields) == 3 and fields[1] == expected,
+                  f"CLI predict on a PNG of a sample ({expected}): exit {proc.returncode}, output {proc.stdout.strip()!r} "
+                  f"{proc.stderr.strip().splitlines()[-1:]}")
         bad = Path(tmp) / "not-an-image.png"
         bad.write_bytes(b"not an image")
         proc = subprocess.run([sys.executable, "-m", "edge_runtime", "predict", str(artifact), str(bad)],
