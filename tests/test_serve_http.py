@@ -227,3 +227,33 @@ def test_expect_100_continue_is_answered_before_the_body_is_sent(small_mlp_artif
             status, _, body = _read_response(stream)
     assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
     assert status.startswith("HTTP/1.1 200") and json.loads(body)["labels"]
+
+
+def test_colour_model_is_served_png_and_json_like_the_library_runs_it(rgb_cnn_artifacts):
+    from PIL import Image
+
+    from edge_runtime.sample_set import load_samples
+
+    path = rgb_cnn_artifacts / "tflite_int8.tflite"
+    reference = edge_runtime.load(path)
+    images = load_samples(rgb_cnn_artifacts, reference.input.shape).inputs[:3]
+    buffer = io.BytesIO()
+    Image.fromarray(images[0]).save(buffer, format="PNG")
+    with running(ServeConfig(host="127.0.0.1", port=0), [edge_runtime.load(path)]) as (server, _):
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+        conn.request("POST", "/v1/predict", body=buffer.getvalue(), headers=PNG_HEADERS)
+        from_png = json.loads(conn.getresponse().read())
+        conn.request(
+            "POST",
+            "/v1/predict",
+            body=json.dumps({"images": images.tolist()}),
+            headers={"Content-Type": "application/json"},
+        )
+        from_json = json.loads(conn.getresponse().read())
+        conn.request("GET", "/healthz")
+        health = conn.getresponse()
+        health.read()
+        conn.close()
+    assert from_png["labels"] == reference.classify(images[:1])
+    assert from_json["labels"] == reference.classify(images)
+    assert health.status == 200  # the self-check runs the artifact's own colour samples
