@@ -62,9 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse arguments, validate every input, measure, and write the report atomically."""
+    """Parse arguments, validate every input, measure, and write the report atomically.
+
+    ``python -m benchmarks serve MODEL ...`` is the HTTP server comparison (:mod:`benchmarks.serve`).
+    """
     from benchmarks import report, runner
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        from benchmarks import serve
+
+        return serve.main(argv[1:])
     args = build_parser().parse_args(argv)
     batch_sizes = positive_int_list(args.batch_sizes, "--batch-sizes") if args.batch_sizes else None
     threads = positive_int_list(args.threads, "--threads") if args.threads else None

@@ -586,9 +586,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def test_serve_arguments_default_to_loopback_port_8080_one_worker(tmp_path):
+def test_serve_arguments_default_to_loopback_port_8080_one_worker_per_core(tmp_path):
     args = _parser().parse_args(["serve", str(tmp_path)])
-    assert (args.host, args.port, args.workers, args.token_file, args.insecure) == ("127.0.0.1", 8080, 1, None, False)
+    cores = len(os.sched_getaffinity(0))
+    assert (args.host, args.port, args.workers, args.token_file, args.insecure) == ("127.0.0.1", 8080, cores, None, False)
 
 
 def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -697,7 +698,7 @@ def test_connections_beyond_the_limit_get_503_and_the_slot_is_freed_afterwards(m
         idle = socket.create_connection(("127.0.0.1", server.server_port), timeout=5)  # holds the only slot
         try:
             deadline = time.monotonic() + 5
-            while server._connection_slots._value != 0 and time.monotonic() < deadline:
+            while server.open_connections < 1 and time.monotonic() < deadline:
                 time.sleep(0.01)
             status_line, error = _raw(server, b"GET /healthz HTTP/1.0\r\n\r\n")
             assert status_line.split(b" ")[1] == b"503" and "--max-connections" in error["error"]

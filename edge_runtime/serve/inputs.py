@@ -1,0 +1,143 @@
+"""Request body -> the array handed to ``Model.predict``: the only place that knows input formats.
+
+Accepted bodies:
+
+- ``image/png`` or ``image/jpeg``: one image, decoded in memory by
+  :func:`edge_runtime.images.load_image` (nothing is written to disk, no path is taken
+  from the client) as the model's input description says (size, colour mode, digits);
+- ``application/json`` ``{"images": [...]}``: a list of 2-D pixel arrays (or
+  height x width x channels arrays for colour models), uint8 integers 0..255 or
+  floats already scaled to [0, 1];
+- ``application/json`` ``{"images_b64": [...]}``: a list of base64-encoded PNG/JPEG files.
+
+Keeping every input format in this one module means a new kind of input (colour
+images, feature vectors) changes this file and nothing in the HTTP, batching or
+worker code, which only ever sees the returned array.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from http import HTTPStatus
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.errors import Keras2EdgeError
+from edge_runtime.images import load_image
+from edge_runtime.records.manifest import InputSpec
+from edge_runtime.serve.http import HTTPError
+
+IMAGE_TYPES = ("image/png", "image/jpeg")
+
+
+def decode_request(body: bytes, content_type: str, spec: InputSpec, max_images: int) -> np.ndarray:
+    """Turn one request body into one batch ``(N, H, W)`` or ``(N, H, W, C)`` for a single ``predict`` call.
+
+    Parameters
+    ----------
+    body
+        The request body.
+    content_type
+        The request's ``Content-Type`` header (parameters such as ``charset`` are ignored).
+    spec
+        The model's input description (``model.input``): how images are decoded.
+    max_images
+        More images are refused with 413 before any of them is decoded.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 or float32 ``(N, H, W)``; the dtype is kept so that ``predict`` applies
+        the same scaling rules to JSON input as to an array passed in Python.
+
+    Raises
+    ------
+    HTTPError
+        415 unknown content type, 400 malformed body (the message names the item), 413
+        too many images.
+
+    Examples
+    --------
+    >>> decode_request(b'{"images": [[[0, 255]]]}', "application/json", InputSpec(shape=(1, 2, 1)), 8)
+    array([[[  0, 255]]], dtype=uint8)
+    >>> decode_request(b'{"images": []}', "application/json", InputSpec(), 8)
+    Traceback (most recent call last):
+    ...
+    edge_runtime.serve.http.HTTPError: no images in the request
+    """
+    media_type = content_type.split(";")[0].strip().lower()
+    if media_type in IMAGE_TYPES:
+        return _decode_image(body, "body", spec)[np.newaxis]
+    if media_type != "application/json":
+        raise HTTPError(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            f"Content-Type must be image/png, image/jpeg or application/json, not {media_type[:60] or 'missing'!r}",
+        )
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise HTTPError(HTTPStatus.BAD_REQUEST, f"body is not valid JSON: {exc}") from None
+    keys = sorted(set(document) & {"images", "images_b64"}) if isinstance(document, dict) else []
+    if len(keys) != 1 or not isinstance(document[keys[0]], list):
+        raise HTTPError(HTTPStatus.BAD_REQUEST, 'JSON body must be an object with a list "images" or "images_b64"')
+    items = document[keys[0]]
+    if not items:
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "no images in the request")
+    if len(items) > max_images:
+        raise HTTPError(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            f"{len(items)} images in one request; the limit is {max_images} (--max-images)",
+        )
+    if keys[0] == "images_b64":
+        return np.stack([_decode_image(_b64(item, i), f"images_b64[{i}]", spec) for i, item in enumerate(items)])
+    return _pixel_array(items)
+
+
+def _b64(item: object, index: int) -> bytes:
+    if not isinstance(item, str):
+        raise HTTPError(HTTPStatus.BAD_REQUEST, f"images_b64[{index}] must be a base64 string")
+    try:
+        return base64.b64decode(item, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise HTTPError(HTTPStatus.BAD_REQUEST, f"images_b64[{index}] is not valid base64: {exc}") from None
+
+
+def _decode_image(data: bytes, where: str, spec: InputSpec) -> np.ndarray:
+    """PNG/JPEG bytes -> model-sized uint8 image; errors name ``where`` (``body``, ``images_b64[3]``), never a path."""
+    try:
+        return load_image(
+            data,
+            spec.image_size,
+            color_mode=spec.color_mode,
+            digits=spec.digits,
+            crop_to_aspect_ratio=spec.crop_to_aspect_ratio,
+            name=where,
+        )
+    except Keras2EdgeError as exc:
+        raise HTTPError(HTTPStatus.BAD_REQUEST, str(exc)) from None
+
+
+def _pixel_array(items: list[Any]) -> np.ndarray:
+    """JSON nested lists -> uint8 (integers 0..255) or float32 (anything else numeric).
+
+    Items are 2-D (grey) or 3-D (height x width x channels); whether they fit the
+    model is for ``predict`` to say.
+    """
+    try:
+        array = np.asarray(items)
+    except ValueError as exc:  # ragged nesting
+        raise HTTPError(HTTPStatus.BAD_REQUEST, f'"images" is not a list of equally sized 2-D arrays: {exc}') from None
+    if array.ndim not in (3, 4):
+        raise HTTPError(
+            HTTPStatus.BAD_REQUEST, f'"images" must be a list of 2-D pixel arrays, got {array.ndim - 1}-D items'
+        )
+    if array.dtype.kind in "iu":
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise HTTPError(HTTPStatus.BAD_REQUEST, '"images" integer pixels must be in 0..255')
+        return array.astype(np.uint8)
+    if array.dtype.kind == "f":
+        return array.astype(np.float32)
+    raise HTTPError(HTTPStatus.BAD_REQUEST, '"images" must contain only numbers')
