@@ -423,7 +423,11 @@ class Watch:
         # One-off costs of the first frame (imports on the fitting path, the interpreter's memory
         # planning and weight packing) are paid on a blank frame, so the first camera frame is not late.
         height, width = self.model.input.image_size
-        self.model.predict(self._fit(np.zeros((2 * height, 2 * width, 3), np.uint8)))
+        try:
+            self.model.predict(self._fit(np.zeros((2 * height, 2 * width, 3), np.uint8)))
+        except BaseException:
+            self.source.close()  # the capture thread, which closes it otherwise, never started
+            raise
         thread = threading.Thread(target=self._reader.run, name="watch-capture", daemon=True)
         self._reader.started = self._reader.last_frame_at = time.monotonic()
         thread.start()
