@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from edge_runtime.cli_support import ArgumentParser, positive_int, run_cli
 from edge_runtime.errors import Keras2EdgeError
+from train.data_options import DATA_HELP, add_data_arguments, data_options
 
 PROG = "python -m convert"
 
@@ -41,11 +42,9 @@ def build_convert_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("model", help="the model to convert: a .keras or .h5 file, or a SavedModel directory (model.export)")
     parser.add_argument("--out", required=True, help="output directory for the artifacts and manifest.json")
-    parser.add_argument(
-        "--data",
-        default="bundled",
-        help="data whose TRAINING split calibrates int8: 'bundled' (default), an IDX directory, a keras-layout .npz, or 'keras'",
-    )
+    add_data_arguments(parser, data_default=None,
+                       data_help="data whose TRAINING split calibrates int8 and whose test split gives samples.npz: "
+                       + DATA_HELP + " (default: the data in training.json beside the model, else bundled MNIST)")
     parser.add_argument(
         "--formats",
         default="all",
@@ -80,6 +79,7 @@ def convert_main(argv: Sequence[str]) -> int:
         args.model,
         args.out,
         dataset=args.data,
+        data_options=data_options(args),
         formats=kinds,
         calibration_samples=args.calibration_samples,
         seed=args.seed,
@@ -109,7 +109,8 @@ def build_parity_parser() -> argparse.ArgumentParser:
         "and DIR/parity.md; exit 1 if any artifact misses its gate.",
     )
     parser.add_argument("dir", help="a directory written by python -m convert")
-    parser.add_argument("--data", default=None, help="test data (default: the data set recorded in the manifest, which calibrated the artifacts)")
+    add_data_arguments(parser, data_default=None,
+                       data_help="test data (default: the data set recorded in the manifest, which calibrated the artifacts)")
     parser.add_argument("--model", default=None, help="the source .keras model (default: the path recorded in the manifest)")
     parser.add_argument("--backend", default="auto", help="edge_runtime backend used to run the artifacts (default auto)")
     gates = parser.add_argument_group("gates", "override the default thresholds per precision")
@@ -152,7 +153,8 @@ def parity_main(argv: Sequence[str]) -> int:
     from edge_runtime.records.manifest import Manifest
 
     args = build_parity_parser().parse_args(argv)
-    report = run_parity(args.dir, dataset=args.data, gates=_gates_from_args(args), model_path=args.model, backend=args.backend)
+    report = run_parity(args.dir, dataset=args.data, data_options=data_options(args), gates=_gates_from_args(args),
+                        model_path=args.model, backend=args.backend)
     print(to_markdown(report, Manifest.read(args.dir)))
     if not report.passed:
         for line in report.failures():
@@ -186,7 +188,7 @@ def build_mcu_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output directory for the sources and the report")
     parser.add_argument("--artifact", default="tflite_int8", help="artifact name in DIR/manifest.json (default tflite_int8)")
     parser.add_argument("--flash-bytes", type=positive_int, default=None, metavar="N", help="refuse a model larger than N bytes")
-    parser.add_argument("--data", default=None, help="test data (default: the data set recorded in the manifest)")
+    add_data_arguments(parser, data_default=None, data_help="test data (default: the data set recorded in the manifest)")
     parser.add_argument("--test-samples", type=positive_int, default=None, metavar="N", help="measure parity on the first N test images (default all)")
     parser.add_argument("--force", action="store_true", help="replace --out if it already exists")
     return parser
@@ -202,6 +204,7 @@ def mcu_main(argv: Sequence[str]) -> int:
         args.out,
         artifact=args.artifact,
         dataset=args.data,
+        data_options=data_options(args),
         flash_bytes=args.flash_bytes,
         test_samples=args.test_samples,
         force=args.force,

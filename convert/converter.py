@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -114,6 +115,7 @@ def convert_model(
     out_dir: str | os.PathLike[str],
     *,
     dataset: Dataset | str | os.PathLike[str] | None = None,
+    data_options: Mapping[str, Any] | None = None,
     formats: Sequence[ArtifactKind | str] | None = None,
     calibration_samples: int = 500,
     seed: int = 0,
@@ -136,7 +138,13 @@ def convert_model(
         Data whose **training** split calibrates the int8 artifacts and whose test
         split gives ``samples.npz``. A :class:`~train.data.Dataset` or anything
         :func:`train.data.load_dataset` accepts (loaded at the model's image size
-        and colour mode); ``None`` is the bundled MNIST.
+        and colour mode); ``None`` is the data the model was trained on when its
+        ``training.json`` says (read with the same options: the same split), else
+        the bundled MNIST.
+    data_options : mapping, optional
+        ``load_dataset`` keywords the user gave (``None`` values are ignored); they
+        override the image size, colour mode and crop taken from the model or its
+        ``training.json``.
     formats : sequence of ArtifactKind or str, optional
         Which artifacts to write, as kinds or manifest names such as
         ``"tflite_int8"`` (default: all seven).
@@ -176,7 +184,18 @@ def convert_model(
     check_output_dir(out_dir, force)
     source = load_source_model(model_path)
     training = TrainingRecord.beside(source.path) if source.format != "saved_model" else None
-    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, **image_options(source, training))
+    if isinstance(dataset, Dataset):
+        data = dataset
+    else:
+        options: dict[str, Any] = {}
+        if dataset is None and training is not None:  # the data it was trained on, read the same way (same split)
+            dataset = training.dataset.get("source")
+            options.update(training.dataset.get("load_options") or {})
+        options.update(image_options(source, training))
+        options.update({k: v for k, v in (data_options or {}).items() if v is not None})
+        if isinstance(options.get("image_size"), list):
+            options["image_size"] = tuple(options["image_size"])
+        data = load_dataset(dataset, **options)
     plan: InputPlan = plan_input(source, data, preprocess, training)
     say(f"input: {plan.spec.describe()}; preprocessing {plan.preprocessing.describe()} (from {plan.decided_by})")
     int8_source = source

@@ -84,7 +84,8 @@ def build_manifest(
             "path": str(source.path),
         },
         calibration=calibration.describe() if calibration is not None else None,
-        data={"source": data.source, "split": data.split, "preprocessing_from": plan.decided_by},
+        data={"source": data.source, "split": data.split, "load_options": data.load_options,
+              "preprocessing_from": plan.decided_by},
         tool_versions=tool_versions(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )

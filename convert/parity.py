@@ -11,6 +11,7 @@ conversion that silently lost accuracy fails loudly instead of shipping.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -162,22 +163,33 @@ def _artifact_probabilities(path: Path, raw: np.ndarray, backend: str) -> np.nda
     return np.asarray(model.predict(raw), dtype=np.float64)
 
 
-def load_test_data(manifest: Manifest, dataset: Dataset | str | os.PathLike[str] | None) -> Dataset:
-    """The data parity and the benchmarks measure on: ``dataset``, else the one the manifest records.
+def load_test_data(
+    manifest: Manifest,
+    dataset: Dataset | str | os.PathLike[str] | None,
+    data_options: Mapping[str, Any] | None = None,
+) -> Dataset:
+    """The data parity and the micro export measure on: ``dataset``, else the one the manifest records.
 
-    Images are loaded at the size, colour mode and crop the manifest records, so the
-    test inputs are what the device would be given.
+    The recorded data set is read again with its recorded options (same split),
+    and images at the size, colour mode and crop the manifest records, so the test
+    inputs are what the device would be given. ``data_options`` the user gave
+    (``None`` values ignored) override both.
     """
     if isinstance(dataset, Dataset):
         data = dataset
     else:
-        recorded = (manifest.data or {}).get("source")
-        source = dataset if dataset is not None else recorded
+        recorded = manifest.data or {}
+        source = dataset if dataset is not None else recorded.get("source")
+        options: dict[str, Any] = {}
+        if source == recorded.get("source"):
+            options.update(recorded.get("load_options") or {})
         spec = manifest.input
-        options = {}
         if spec.is_image:
-            options = {"image_size": spec.image_size, "color_mode": spec.color_mode,
-                       "crop_to_aspect_ratio": spec.crop_to_aspect_ratio}
+            options.update(image_size=spec.image_size, color_mode=spec.color_mode,
+                           crop_to_aspect_ratio=spec.crop_to_aspect_ratio)
+        options.update({k: v for k, v in (data_options or {}).items() if v is not None})
+        if isinstance(options.get("image_size"), list):
+            options["image_size"] = tuple(options["image_size"])
         data = load_dataset(source, **options)
     expected = manifest.input.shape
     got = data.x_test.shape[1:]
@@ -212,6 +224,7 @@ def run_parity(
     artifact_dir: str | os.PathLike[str],
     *,
     dataset: Dataset | str | os.PathLike[str] | None = None,
+    data_options: Mapping[str, Any] | None = None,
     gates: dict[str, Gate] | None = None,
     model_path: str | os.PathLike[str] | None = None,
     backend: str = "auto",
@@ -226,7 +239,10 @@ def run_parity(
         A directory written by :func:`convert.convert_model`.
     dataset : Dataset, str, path or None
         Test inputs and labels (the test split is used); ``None`` is the data set
-        recorded in the manifest (the one the artifacts were calibrated on).
+        recorded in the manifest (the one the artifacts were calibrated on, read
+        with the same options, so the same split).
+    data_options : mapping, optional
+        ``load_dataset`` keywords the user gave; see :func:`load_test_data`.
     gates : dict, optional
         ``precision -> Gate`` overriding :data:`DEFAULT_GATES` for those precisions.
     model_path : str or path, optional
@@ -251,7 +267,7 @@ def run_parity(
     """
     directory = Path(artifact_dir)
     manifest = Manifest.read(directory)
-    data = load_test_data(manifest, dataset)
+    data = load_test_data(manifest, dataset, data_options)
     source = Path(model_path) if model_path is not None else Path(manifest.source_model.get("path", ""))
     if not source.exists():
         raise ManifestError(f"source model '{source}' recorded in the manifest is gone; pass it with --model")

@@ -23,8 +23,11 @@ def preprocess_for_quantization(float_path: Path, out_path: Path) -> None:
         quant_pre_process(str(float_path), str(out_path), skip_symbolic_shape=True)
 
 
-def quantize_static_qdq(prepared_path: Path, out_path: Path, calibration: CalibrationData, input_name: str) -> None:
+def quantize_static_qdq(prepared_path: Path, out_path: Path, calibration: CalibrationData, input_name: str, *, per_channel: bool = True) -> None:
     """Static int8 QDQ quantisation: per-channel 7-bit weights, MinMax ranges from ``calibration``.
+
+    ``per_channel=False`` gives one weight scale per tensor instead (the runtime's
+    tests use it to cover both QDQ forms).
 
     Per-channel weight scales keep a conv net's small filters from being rounded
     away by the largest one (as TFLite does by default). ``reduce_range`` (weights
@@ -45,7 +48,7 @@ def quantize_static_qdq(prepared_path: Path, out_path: Path, calibration: Calibr
             quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QInt8,
             weight_type=QuantType.QInt8,
-            per_channel=True,
+            per_channel=per_channel,
             reduce_range=True,
             calibrate_method=CalibrationMethod.MinMax,
         )

@@ -40,7 +40,12 @@ def read_user_file(
     """
     try:
         with open(path, "rb") as handle:
-            return handle.read() if limit is None else handle.read(limit)
+            if limit is None:
+                return handle.read()
+            # read(limit) would allocate the whole limit up front (128 MiB for an image):
+            # ask for what the file holds, plus one byte to see whether it is over.
+            size = os.fstat(handle.fileno()).st_size
+            return handle.read(min(limit, size + 1)) if size else handle.read(limit)
     except FileNotFoundError:
         raise error(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -13,7 +13,6 @@ digits) falls back to the 20 real MNIST test digits embedded in the package
 (``edge_runtime/samples/mnist_test_samples.npz``).
 """
 
-from __future__ import annotations
 
 import io
 import zipfile

@@ -12,7 +12,7 @@ import pytest
 from edge_runtime.errors import DataError
 from edge_runtime.idx import parse_idx, read_idx
 from train import data as data_mod
-from train.data import BUNDLED_DIR, load_dataset, one_hot, preprocess
+from train.data import BUNDLED_DIR, load_dataset, one_hot
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -163,8 +163,6 @@ def test_read_idx_reads_the_bundled_test_labels():
     assert labels.shape == (10000,) and labels[:5].tolist() == [7, 2, 1, 0, 4]
 
 
-def test_preprocess_scales_to_unit_range_and_one_hot_has_ten_entries():
-    x = preprocess(np.array([[0, 51, 255]], dtype=np.uint8))
-    assert x.dtype == np.float32 and np.allclose(x, [[0.0, 0.2, 1.0]])
+def test_one_hot_has_ten_entries():
     encoded = one_hot(np.array([3, 9]), 10)
     assert encoded.shape == (2, 10) and encoded.sum(axis=1).tolist() == [1.0, 1.0] and encoded[0, 3] == 1.0

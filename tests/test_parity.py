@@ -112,7 +112,6 @@ def test_functional_model_with_logit_output_converts_and_passes_parity(mnist, tm
     import keras
 
     from convert import convert_model
-    from train.data import preprocess
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((28, 28, 1), name="image")
@@ -122,7 +121,8 @@ def test_functional_model_with_logit_output_converts_and_passes_parity(mnist, tm
     logits = keras.layers.Dense(10, name="logits")(x)
     model = keras.Model(inputs, logits, name="functional_logits")
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(preprocess(mnist.x_train[:6000])[..., None], mnist.y_train[:6000], epochs=1, batch_size=64, verbose=0)
+    x = mnist.x_train[:6000].astype(np.float32)[..., None] / np.float32(255)
+    model.fit(x, mnist.y_train[:6000], epochs=1, batch_size=64, verbose=0)
     path = tmp_path / "logits.keras"
     model.save(path)
 

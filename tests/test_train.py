@@ -44,7 +44,7 @@ def test_same_seed_gives_identical_weights_and_accuracy(mnist):
     config = TrainConfig(epochs=1, train_limit=2000, seed=123)
     model_a, record_a = train_model(mnist, config, verbose=0)
     model_b, record_b = train_model(mnist, config, verbose=0)
-    assert record_a["test_accuracy"] == record_b["test_accuracy"]
+    assert record_a.test_accuracy == record_b.test_accuracy
     for wa, wb in zip(model_a.get_weights(), model_b.get_weights()):
         np.testing.assert_array_equal(wa, wb)
     model_c, _ = train_model(mnist, TrainConfig(epochs=1, train_limit=2000, seed=124), verbose=0)
@@ -62,6 +62,19 @@ def test_cli_writes_model_and_training_record(tmp_path):
     assert record["seed"] == 42 and record["versions"]["keras"].startswith("3.")
     assert len(record["history"]["loss"]) == 1 and record["wall_time_seconds"] > 0
     assert "test accuracy" in proc.stdout
+    # Schema 2: MNIST digits, pixels / 255 flattened to 784 -- bit for bit what the reference model always got.
+    from edge_runtime.preprocessing import apply_preprocessing
+    from edge_runtime.records.manifest import MNIST_INPUT, Preprocessing
+    from edge_runtime.records.training import TrainingRecord
+    from train.data import load_dataset
+
+    typed = TrainingRecord.read(out)
+    assert typed.input == MNIST_INPUT and typed.class_names == tuple("0123456789")
+    assert typed.preprocessing == Preprocessing.for_mode("unit", "flat", (784,))
+    assert typed.dataset["split"] == {"kind": "given"}
+    pixels = load_dataset().x_test[:256]
+    expected = (pixels.astype(np.float32) * np.float32(1 / 255)).reshape(256, 784)
+    assert apply_preprocessing(pixels, typed.preprocessing).tobytes() == expected.tobytes()
 
 
 def test_existing_output_is_not_overwritten_without_force(tmp_path):

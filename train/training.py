@@ -1,4 +1,4 @@
-"""Fitting a model reproducibly and recording everything needed to trust the result."""
+"""Fitting a model reproducibly and recording everything needed to trust the result and convert it."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.errors import Keras2EdgeError
-from train.data import Dataset, one_hot, preprocess
-from train.models import build_model, model_input_shape
+from edge_runtime.preprocessing import apply_preprocessing
+from edge_runtime.records.training import TrainingRecord
+from train.data import one_hot
+from train.dataset import Dataset
+from train.models import build_model, check_architecture, preprocessing_for
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,10 @@ class TrainConfig:
             raise Keras2EdgeError(f"--batch-size must be >= 1, got {self.batch_size}")
         if not 0.0 <= self.validation_split < 1.0:
             raise Keras2EdgeError(f"--validation-split must be in [0, 1), got {self.validation_split}")
-        if not self.learning_rate > 0:
-            raise Keras2EdgeError(f"--learning-rate must be > 0, got {self.learning_rate}")
+        if not 0 < self.learning_rate < float("inf"):
+            raise Keras2EdgeError(f"--learning-rate must be a finite number > 0, got {self.learning_rate}")
+        if not 0 <= self.seed < 2**32:
+            raise Keras2EdgeError(f"--seed must be between 0 and 2**32 - 1, got {self.seed}")
         if self.train_limit is not None and self.train_limit < 2:
             raise Keras2EdgeError(f"--train-limit must be >= 2, got {self.train_limit}")
 
@@ -73,18 +78,42 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def model_inputs(images: np.ndarray, model: Any) -> np.ndarray:
-    """Preprocess uint8 images and lay them out as ``model``'s input expects."""
-    return preprocess(images).reshape((len(images), *model_input_shape(model)))
+# Names shown for a few skipped files in the record; the count is always complete.
+SKIPPED_NAMES_RECORDED = 20
 
 
-def train_model(dataset: Dataset, config: TrainConfig = TrainConfig(), verbose: int = 1) -> tuple[Any, dict[str, Any]]:
+def dataset_summary(dataset: Dataset, num_train: int) -> dict[str, Any]:
+    """The ``dataset`` section of a training record: where the data came from and how it was split."""
+    summary: dict[str, Any] = {
+        "source": dataset.source,
+        "sha256": dataset.sha256,
+        "num_train": int(num_train),
+        "num_test": int(len(dataset.x_test)),
+        "num_classes": dataset.num_classes,
+        "split": dataset.split,
+        "load_options": dataset.load_options,
+    }
+    if dataset.is_image:
+        summary["image_shape"] = list(dataset.image_shape)
+    if dataset.skipped:
+        summary["skipped_images"] = len(dataset.skipped)
+        summary["skipped_examples"] = list(dataset.skipped[:SKIPPED_NAMES_RECORDED])
+    return summary
+
+
+def train_model(dataset: Dataset, config: TrainConfig = TrainConfig(), verbose: int = 1) -> tuple[Any, TrainingRecord]:
     """Train ``config.arch`` on ``dataset`` and evaluate it on the test split.
+
+    The model is built for the data's input and class count (see
+    :func:`train.models.build_model`) and fed through
+    :func:`~edge_runtime.preprocessing.apply_preprocessing` with the
+    preprocessing the record states, so the record, the converter and the device
+    cannot disagree about what the model was trained on.
 
     Parameters
     ----------
     dataset : Dataset
-        Raw uint8 images and integer labels (see :func:`train.data.load_dataset`).
+        Raw samples and integer labels (see :func:`train.data.load_dataset`).
     config : TrainConfig
         Hyper-parameters, seed and an optional limit on training examples.
     verbose : int
@@ -92,17 +121,24 @@ def train_model(dataset: Dataset, config: TrainConfig = TrainConfig(), verbose: 
 
     Returns
     -------
-    (keras.Model, dict)
-        The trained model and a JSON-ready record: history, test accuracy and loss,
-        data set digests, configuration, library versions and wall time.
+    (keras.Model, TrainingRecord)
+        The trained model and its record: input description, preprocessing, class
+        names, history, test accuracy and loss, data digests and split,
+        configuration, library versions and wall time.
+
+    Raises
+    ------
+    Keras2EdgeError
+        A bad hyper-parameter, or an architecture that does not fit the data.
 
     Examples
     --------
     >>> model, record = train_model(load_dataset(), TrainConfig(epochs=1))  # doctest: +SKIP
-    >>> record["test_accuracy"] > 0.95  # doctest: +SKIP
+    >>> record.test_accuracy > 0.95  # doctest: +SKIP
     True
     """
     config.validate()
+    check_architecture(config.arch, dataset.input)
     import keras
 
     seed_everything(config.seed)
@@ -110,7 +146,8 @@ def train_model(dataset: Dataset, config: TrainConfig = TrainConfig(), verbose: 
     if config.train_limit is not None:
         x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
     num_classes = dataset.num_classes
-    model = build_model(config.arch, dataset.image_shape, num_classes)
+    model = build_model(config.arch, dataset.input, num_classes, adapt_data=None if dataset.is_image else x_train)
+    preprocessing = preprocessing_for(model, dataset.input)
     if verbose:
         model.summary()
 
@@ -123,7 +160,7 @@ def train_model(dataset: Dataset, config: TrainConfig = TrainConfig(), verbose: 
     )
     started = time.perf_counter()
     history = model.fit(
-        model_inputs(x_train, model),
+        apply_preprocessing(x_train, preprocessing),
         one_hot(y_train, num_classes),
         epochs=config.epochs,
         batch_size=config.batch_size,
@@ -133,27 +170,23 @@ def train_model(dataset: Dataset, config: TrainConfig = TrainConfig(), verbose: 
     )
     train_seconds = time.perf_counter() - started
     test_loss, test_accuracy = model.evaluate(
-        model_inputs(dataset.x_test, model), one_hot(dataset.y_test, num_classes), batch_size=1024, verbose=0
+        apply_preprocessing(dataset.x_test, preprocessing), one_hot(dataset.y_test, num_classes),
+        batch_size=1024, verbose=0,
     )
-    record = {
-        "schema_version": 1,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "architecture": config.arch,
-        "config": asdict(config),
-        "test_accuracy": float(test_accuracy),
-        "test_loss": float(test_loss),
-        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
-        "dataset": {
-            "source": dataset.source,
-            "sha256": dataset.sha256,
-            "num_train": int(len(x_train)),
-            "num_test": int(len(dataset.x_test)),
-            "image_shape": list(dataset.image_shape),
-            "num_classes": num_classes,
-        },
-        "seed": config.seed,
-        "versions": library_versions(),
-        "wall_time_seconds": round(train_seconds, 3),
-        "parameters": int(model.count_params()),
-    }
+    record = TrainingRecord(
+        input=dataset.input,
+        preprocessing=preprocessing,
+        class_names=dataset.class_names,
+        architecture=config.arch,
+        test_accuracy=float(test_accuracy),
+        test_loss=float(test_loss),
+        config=asdict(config),
+        history={k: [float(v) for v in vals] for k, vals in history.history.items()},
+        dataset=dataset_summary(dataset, len(x_train)),
+        seed=config.seed,
+        versions=library_versions(),
+        wall_time_seconds=round(train_seconds, 3),
+        parameters=int(model.count_params()),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
     return model, record

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -205,8 +205,8 @@ def pixel_table(model: Any, pixel_shape: tuple[int, ...], channels: int) -> np.n
 
 
 def _test_split(manifest: Manifest, dataset: Dataset | str | os.PathLike[str] | None,
-                samples: int | None) -> tuple[np.ndarray, np.ndarray, str]:
-    data = load_test_data(manifest, dataset)
+                data_options: Mapping[str, Any] | None, samples: int | None) -> tuple[np.ndarray, np.ndarray, str]:
+    data = load_test_data(manifest, dataset, data_options)
     total = len(data.x_test)
     if samples is not None and samples > total:
         raise DataError(f"--test-samples {samples} exceeds the {total} test images of {data.source}")
@@ -228,6 +228,7 @@ def export_mcu(
     *,
     artifact: str = DEFAULT_ARTIFACT,
     dataset: Dataset | str | os.PathLike[str] | None = None,
+    data_options: Mapping[str, Any] | None = None,
     flash_bytes: int | None = None,
     test_samples: int | None = None,
     force: bool = False,
@@ -247,6 +248,8 @@ def export_mcu(
     dataset : Dataset, str, path or None
         Data whose test split measures parity; None is the data set the manifest
         records (the one the artifacts were converted with).
+    data_options : mapping, optional
+        ``load_dataset`` keywords the user gave (see :func:`convert.parity.load_test_data`).
     flash_bytes : int, optional
         Refuse a model larger than this.
     test_samples : int, optional
@@ -283,7 +286,7 @@ def export_mcu(
     source = read_source(artifact_dir, artifact)
     data = read_user_file(source.file, ModelLoadError, "a .tflite artifact")
     used = check_exportable(source, data, flash_bytes)
-    images, labels, data_source = _test_split(source.manifest, dataset, test_samples)
+    images, labels, data_source = _test_split(source.manifest, dataset, data_options, test_samples)
 
     import edge_runtime
     from convert._quiet import captured_output

@@ -7,7 +7,6 @@ dequantisation of outputs and the softmax for logit models live in the ``Model``
 once, so all backends agree on them by construction.
 """
 
-from __future__ import annotations
 
 from typing import Any, NamedTuple
 

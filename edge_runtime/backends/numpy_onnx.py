@@ -1,25 +1,30 @@
 """Execute an ``.onnx`` model with NumPy, read with the ``onnx`` package.
 
 Supported operators are those keras2edge's ONNX artifacts use (tf2onnx float32,
-``quantize_static`` QDQ and ``quantize_dynamic``) plus their close relatives:
-MatMul, Gemm, Add, Sub, Mul, Div, Relu, Softmax, Reshape, Flatten, Transpose,
-Shape, Gather, Slice, Concat, Unsqueeze, Squeeze, Cast, Identity, Constant, Conv,
-MaxPool, BatchNormalization, QuantizeLinear, DequantizeLinear,
-DynamicQuantizeLinear, MatMulInteger and ConvInteger. Any other operator is
-refused at load time with a :class:`~edge_runtime.errors.BackendError` naming it.
+``quantize_static`` QDQ per tensor or per channel, and ``quantize_dynamic``) for
+common Keras layers, plus their close relatives: MatMul, Gemm, Add, Sub, Mul,
+Div, Relu, Clip, Softmax, Reshape, Flatten, Transpose, Shape, Gather, Slice,
+Concat, Unsqueeze, Squeeze, Cast, Identity, Constant, Conv (plain and depthwise),
+MaxPool, AveragePool, GlobalAveragePool, BatchNormalization, QuantizeLinear,
+DequantizeLinear, DynamicQuantizeLinear, MatMulInteger and ConvInteger. Any other
+operator is refused at load time with a :class:`~edge_runtime.errors.BackendError`
+naming it.
 
 Quantisation follows the ONNX operator specs (round half to even, saturation,
 per-axis scales); integer products are accumulated exactly. Subgraphs whose
 inputs are all constants (weight DequantizeLinear, reshapes of weights) are
 evaluated once at load time.
 
-QDQ models are not run literally as DequantizeLinear → float op → QuantizeLinear:
-ONNX Runtime fuses those triples into integer kernels (QGemm, QLinearConv,
-QLinearSoftmax) whose rounding differs from the float reading by an int8 step now
-and then, which a softmax can amplify. :func:`fuse_qdq` recognises the same
-triples and runs them the way those kernels do (exact int32 accumulation, a
-float32 output scale ``a_scale * w_scale / y_scale``, round-to-nearest-even; the
-softmax through ONNX Runtime's 256-entry exp table), so both backends agree.
+QDQ models are not run literally as DequantizeLinear → float op → QuantizeLinear
+everywhere: ONNX Runtime fuses such groups into integer kernels (QLinearConv,
+QGemm, QLinearAdd, QLinearAveragePool, QLinearGlobalAveragePool, QLinearSoftmax)
+whose rounding differs from the float reading by an int8 step now and then, which
+later layers and a softmax can amplify. :func:`rewrite_int8_pairs_as_uint8` and
+:func:`fuse_qdq` make the same decisions as ONNX Runtime's x86 CPU provider about
+which groups to fuse, and the fused kernels compute the way its kernels do (exact
+int32 accumulation, float32 requantisation, round-to-nearest-even; the softmax
+through its 256-entry exp table), so both backends agree bit for bit wherever
+ONNX Runtime's own int8 arithmetic is exact.
 """
 
 from __future__ import annotations
@@ -63,25 +68,39 @@ def _conv_pads(attrs: dict[str, Any], shape: tuple[int, ...], kernel: tuple[int,
     return pads[0], pads[2], pads[1], pads[3]
 
 
-def _conv_geometry(attrs: dict[str, Any], weight_shape: tuple[int, ...]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+Convolve = Callable[..., np.ndarray]
+
+
+def _conv_geometry(attrs: dict[str, Any], weight_shape: tuple[int, ...]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], Convolve]:
+    """Kernel size, strides, dilations and the NHWC kernel for a Conv's ``group``.
+
+    ``group = 1`` is a plain convolution; one input channel per group (weights
+    ``(C * M, 1, KH, KW)``) is a depthwise convolution, what tf2onnx makes of
+    Keras' DepthwiseConv2D and SeparableConv2D. Other groupings are refused.
+    """
     if len(weight_shape) != 4:
         raise BackendError("the NumPy backend implements 2-D convolutions only")
-    if attrs.get("group", 1) != 1:
-        raise BackendError("grouped Conv is not supported by the NumPy backend")
+    group = attrs.get("group", 1)
+    if group == 1:
+        convolve = K.conv2d_nhwc
+    elif weight_shape[1] == 1:
+        convolve = K.depthwise_conv2d_nhwc
+    else:
+        raise BackendError(f"grouped Conv with group={group} and {weight_shape[1]} channels per group is not supported by the NumPy backend (only depthwise)")
     kernel = tuple(attrs.get("kernel_shape", weight_shape[2:]))
-    return kernel, tuple(attrs.get("strides", (1, 1))), tuple(attrs.get("dilations", (1, 1)))
+    return kernel, tuple(attrs.get("strides", (1, 1))), tuple(attrs.get("dilations", (1, 1))), convolve
 
 
 def _conv(attrs: dict[str, Any], consts: list[Any]) -> Kernel:
     w = consts[1]
     if w is None:
         raise BackendError("Conv with non-constant weights is not supported by the NumPy backend")
-    kernel, stride, dilation = _conv_geometry(attrs, w.shape)
+    kernel, stride, dilation, convolve = _conv_geometry(attrs, w.shape)
     hwio = np.ascontiguousarray(w.transpose(2, 3, 1, 0), dtype=np.float32)
 
     def conv(x: np.ndarray, _w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
         pads = _conv_pads(attrs, x.shape, kernel, stride, dilation)
-        y = K.conv2d_nhwc(x.transpose(0, 2, 3, 1), hwio, stride, dilation, pads)
+        y = convolve(x.transpose(0, 2, 3, 1), hwio, stride, dilation, pads)
         if b is not None:
             y += b
         return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
@@ -93,34 +112,64 @@ def _conv_integer(attrs: dict[str, Any], consts: list[Any]) -> Kernel:
     w = consts[1]
     if w is None:
         raise BackendError("ConvInteger with non-constant weights is not supported by the NumPy backend")
-    kernel, stride, dilation = _conv_geometry(attrs, w.shape)
+    kernel, stride, dilation, convolve = _conv_geometry(attrs, w.shape)
     w_zp = consts[3] if len(consts) > 3 and consts[3] is not None else np.zeros(1, w.dtype)
-    acc_dtype = K.exact_dtype(int(np.prod(w.shape[1:])))
-    shifted = w.astype(acc_dtype) - K.per_axis(w_zp.astype(acc_dtype), 0, 4)
-    hwio = np.ascontiguousarray(shifted.transpose(2, 3, 1, 0))
+    shifted = w.astype(np.int32) - K.per_axis(w_zp.astype(np.int32), 0, 4)
+    acc_dtype = K.exact_dtype(int(np.prod(w.shape[1:])), int(np.abs(shifted).max(initial=0)))
+    hwio = np.ascontiguousarray(shifted.transpose(2, 3, 1, 0).astype(acc_dtype))
 
     def conv_integer(x: np.ndarray, _w: np.ndarray, x_zp: np.ndarray | None = None, _w_zp: Any = None) -> np.ndarray:
         xs = x.astype(acc_dtype) - (0 if x_zp is None else acc_dtype(np.asarray(x_zp).ravel()[0]))
         pads = _conv_pads(attrs, x.shape, kernel, stride, dilation)
-        y = K.conv2d_nhwc(xs.transpose(0, 2, 3, 1), hwio, stride, dilation, pads, dtype=acc_dtype)
+        y = convolve(xs.transpose(0, 2, 3, 1), hwio, stride, dilation, pads, dtype=acc_dtype)
         return np.ascontiguousarray(y.transpose(0, 3, 1, 2)).astype(np.int32)
 
     return conv_integer
 
 
-def _max_pool(attrs: dict[str, Any], consts: list[Any]) -> Kernel:
+def _pool_geometry(attrs: dict[str, Any], op: str) -> tuple[tuple[int, int], tuple[int, int]]:
     if attrs.get("ceil_mode", 0) or any(d != 1 for d in attrs.get("dilations", (1, 1))):
-        raise BackendError("MaxPool with ceil_mode or dilations is not supported by the NumPy backend")
+        raise BackendError(f"{op} with ceil_mode or dilations is not supported by the NumPy backend")
     kernel = tuple(attrs["kernel_shape"])
     if len(kernel) != 2:
-        raise BackendError("the NumPy backend implements 2-D MaxPool only")
-    stride = tuple(attrs.get("strides", (1, 1)))
+        raise BackendError(f"the NumPy backend implements 2-D {op} only")
+    return kernel, tuple(attrs.get("strides", (1, 1)))
+
+
+def _max_pool(attrs: dict[str, Any], consts: list[Any]) -> Kernel:
+    kernel, stride = _pool_geometry(attrs, "MaxPool")
 
     def max_pool(x: np.ndarray) -> np.ndarray:
         pads = _conv_pads(attrs, x.shape, kernel, stride, (1, 1))
         return np.ascontiguousarray(K.max_pool_nhwc(x.transpose(0, 2, 3, 1), kernel, stride, pads).transpose(0, 3, 1, 2))
 
     return max_pool
+
+
+def _average_pool(attrs: dict[str, Any], consts: list[Any]) -> Kernel:
+    kernel, stride = _pool_geometry(attrs, "AveragePool")
+    include_pad = bool(attrs.get("count_include_pad", 0))
+
+    def average_pool(x: np.ndarray) -> np.ndarray:
+        pads = _conv_pads(attrs, x.shape, kernel, stride, (1, 1))
+        sums, counts = K.pool_sums_nhwc(x.transpose(0, 2, 3, 1), kernel, stride, pads)
+        y = sums / np.float32(kernel[0] * kernel[1]) if include_pad else sums / counts
+        return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+
+    return average_pool
+
+
+def _clip(attrs: dict[str, Any], consts: list[Any], opset: int) -> Kernel:
+    if opset < 11:  # bounds were attributes before opset 11
+        lo, hi = attrs.get("min", -np.inf), attrs.get("max", np.inf)
+        return lambda x: np.clip(x, lo, hi).astype(x.dtype, copy=False)
+
+    def clip(x: np.ndarray, lo: np.ndarray | None = None, hi: np.ndarray | None = None) -> np.ndarray:
+        if lo is None and hi is None:
+            return x
+        return np.clip(x, lo, hi).astype(x.dtype, copy=False)
+
+    return clip
 
 
 def _gemm(attrs: dict[str, Any], consts: list[Any]) -> Kernel:
@@ -269,6 +318,9 @@ BUILDERS: dict[str, Callable[..., Kernel]] = {
     "Conv": _conv,
     "ConvInteger": _conv_integer,
     "MaxPool": _max_pool,
+    "AveragePool": _average_pool,
+    "GlobalAveragePool": _simple(lambda x: x.mean(axis=tuple(range(2, x.ndim)), keepdims=True, dtype=np.float32)),
+    "Clip": _clip,
     "Gemm": _gemm,
     "MatMul": _simple(np.matmul),
     "MatMulInteger": _matmul_integer,
@@ -294,9 +346,11 @@ BUILDERS: dict[str, Callable[..., Kernel]] = {
     "BatchNormalization": _batch_norm,
     "Softmax": _softmax,
 }
+# Operators whose meaning changed between opsets: their builders also take the opset.
+_OPSET_DEPENDENT = {"Softmax", "Clip"}
 
 
-# --- QDQ fusion, mirroring ONNX Runtime's QDQ → QGemm / QLinearConv / QLinearSoftmax ---------
+# --- QDQ fusion, mirroring ONNX Runtime's x86 QDQ → QLinearConv / QGemm / QLinear* ---------------
 
 
 def _scalar(constants: dict[str, np.ndarray], name: str) -> np.ndarray | None:
@@ -336,15 +390,15 @@ def _fused_matmul(node: Any, attrs: dict[str, Any], a: tuple, w: np.ndarray, w_s
 
 
 def _fused_conv(node: Any, attrs: dict[str, Any], a: tuple, w: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None, y: tuple) -> Kernel | None:
-    kernel, stride, dilation = _conv_geometry(attrs, w.shape)
-    acc_dtype = K.exact_dtype(int(np.prod(w.shape[1:])))
+    kernel, stride, dilation, convolve = _conv_geometry(attrs, w.shape)
+    acc_dtype = K.exact_dtype(int(np.prod(w.shape[1:])), int(np.abs(w).max(initial=0)))
     hwio = np.ascontiguousarray(w.transpose(2, 3, 1, 0).astype(acc_dtype))
     multiplier = _output_scale(a[0], w_scale, y[0]).reshape(-1)
     a_zp = acc_dtype(a[1])
 
     def qlinear_conv(x: np.ndarray) -> np.ndarray:
         pads = _conv_pads(attrs, x.shape, kernel, stride, dilation)
-        acc = K.conv2d_nhwc((x.astype(acc_dtype) - a_zp).transpose(0, 2, 3, 1), hwio, stride, dilation, pads, dtype=acc_dtype)
+        acc = convolve((x.astype(acc_dtype) - a_zp).transpose(0, 2, 3, 1), hwio, stride, dilation, pads, dtype=acc_dtype)
         acc = acc.astype(np.float64)
         if bias is not None:
             acc += bias
@@ -375,11 +429,132 @@ def _fused_softmax(node: Any, attrs: dict[str, Any], a: tuple, y: tuple, opset: 
     return qlinear_softmax
 
 
-def fuse_qdq(nodes: list[Any], constants: dict[str, np.ndarray], graph_outputs: set[str], opset: int) -> list[Any]:
-    """Replace DequantizeLinear → Gemm/MatMul/Conv/Softmax → QuantizeLinear with integer kernels.
+def _fused_average_pool(attrs: dict[str, Any], a: tuple, y: tuple) -> Kernel:
+    """QLinearAveragePool: float32 average of the dequantised window, then ``round(avg / y_scale + y_zp)``.
 
-    Returns the node list with each fused triple's float op and QuantizeLinear
-    replaced by one ``(name, kernel, [quantised input], [quantised output])`` tuple.
+    A window covering the whole unpadded image is computed by ONNX Runtime with
+    its global-average kernel instead, and so here.
+    """
+    kernel, stride = _pool_geometry(attrs, "AveragePool")
+    include_pad = bool(attrs.get("count_include_pad", 0))
+    (x_scale, x_zp), (y_scale, y_zp) = a, y
+    f = np.float32
+    global_pool = _fused_global_average_pool(a, y)
+
+    def qlinear_average_pool(x: np.ndarray) -> np.ndarray:
+        pads = _conv_pads(attrs, x.shape, kernel, stride, (1, 1))
+        if x.shape[2:] == kernel and not any(pads):
+            return global_pool(x)
+        real = (x.astype(f) - f(x_zp)) * x_scale
+        sums, counts = K.pool_sums_nhwc(real.transpose(0, 2, 3, 1), kernel, stride, pads)
+        avg = sums / (f(kernel[0] * kernel[1]) if include_pad else counts)
+        return np.ascontiguousarray(K.saturate(avg / y_scale + f(y_zp), y_zp.dtype).transpose(0, 3, 1, 2))
+
+    return qlinear_average_pool
+
+
+def _fused_global_average_pool(a: tuple, y: tuple) -> Kernel:
+    """QLinearGlobalAveragePool: exact integer sum, one float32 multiplier ``x_scale / (y_scale * count)``."""
+    (x_scale, x_zp), (y_scale, y_zp) = a, y
+    f = np.float32
+
+    def qlinear_global_average_pool(x: np.ndarray) -> np.ndarray:
+        count = int(np.prod(x.shape[2:]))
+        acc = x.reshape(*x.shape[:2], count).astype(np.int64).sum(axis=-1) - int(x_zp) * count
+        multiplier = f(x_scale / f(y_scale * f(count)))
+        return K.requantize(acc, multiplier, int(y_zp), y_zp.dtype).reshape(*x.shape[:2], *([1] * (x.ndim - 2)))
+
+    return qlinear_global_average_pool
+
+
+def _fused_add(a: tuple, b: tuple, y: tuple) -> Kernel:
+    """QLinearAdd as ONNX Runtime's AVX2 kernel computes it.
+
+    ``a * (sa / sy) + (b * (sb / sy) + fixed)`` in float32 with two fused
+    multiply-adds (emulated exactly: the float64 products and sums are exact,
+    so one rounding to float32 is the FMA's), rounded half to even.
+    """
+    f = np.float32
+    (sa, za), (sb, zb), (sy, zy) = a, b, y
+    ra, rb = f(sa / sy), f(sb / sy)
+    fixed = f(f(zy) - f(f(ra * f(za)) + f(rb * f(zb))))
+
+    def qlinear_add(x_a: np.ndarray, x_b: np.ndarray) -> np.ndarray:
+        inner = (x_b.astype(np.float64) * float(rb) + float(fixed)).astype(f)
+        out = (x_a.astype(np.float64) * float(ra) + inner.astype(np.float64)).astype(f)
+        return K.saturate(out, zy.dtype)
+
+    return qlinear_add
+
+
+def rewrite_int8_pairs_as_uint8(nodes: list[Any], constants: dict[str, np.ndarray], graph_outputs: set[str]) -> None:
+    """Do to the graph what ONNX Runtime's x86 CPU provider does before fusing QDQ groups.
+
+    x86 has no fast int8 × int8 product, so ONNX Runtime gives every
+    DequantizeLinear a consumer of its own and then rewrites each int8
+    QuantizeLinear → DequantizeLinear pair whose QuantizeLinear feeds exactly one
+    DequantizeLinear as uint8, zero point + 128. The numbers are the same, but two
+    things follow that decide its results: a tensor read by two nodes stays int8,
+    and a group DQ → op → Q fuses into an integer kernel only when its inputs and
+    output have one type; and the kernels that add the zero point before rounding
+    (QLinearAveragePool, QLinearAdd) round ties differently with the uint8 one.
+    The pairs are rewritten in place (new uint8 zero-point constants).
+
+    Examples
+    --------
+    >>> from onnx import helper
+    >>> q = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"])
+    >>> dq = helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"])
+    >>> constants = {"s": np.array(0.1, np.float32), "z": np.array(-5, np.int8)}
+    >>> rewrite_int8_pairs_as_uint8([q, dq, helper.make_node("Relu", ["xd"], ["y"])], constants, {"y"})
+    >>> q.input[2], dq.input[2], int(constants[q.input[2]])
+    ('z::uint8', 'z::uint8', 123)
+    """
+    consumers: dict[str, list[Any]] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    for node in nodes:
+        if node.op_type != "QuantizeLinear" or node.output[0] in graph_outputs or len(node.input) < 3:
+            continue
+        users = consumers.get(node.output[0], [])
+        edges = sum(max(1, len(consumers.get(u.output[0], [])) + (u.output[0] in graph_outputs)) if u.op_type == "DequantizeLinear" else 1 for u in users)
+        if edges != 1 or users[0].op_type != "DequantizeLinear" or len(users[0].input) < 3:
+            continue
+        q_zp, dq_zp = _scalar(constants, node.input[2]), _scalar(constants, users[0].input[2])
+        if q_zp is None or dq_zp is None or q_zp.dtype != np.int8 or dq_zp.dtype != np.int8 or q_zp != dq_zp:
+            continue
+        name = f"{node.input[2]}::uint8"
+        constants[name] = np.array(int(q_zp) + 128, dtype=np.uint8)
+        node.input[2] = users[0].input[2] = name
+
+
+# Fusible float op -> (number of activation inputs, whether int8 activations fuse on x86).
+_FUSIBLE = {
+    "Conv": (1, False),
+    "MatMul": (1, False),
+    "Gemm": (1, True),
+    "Softmax": (1, True),
+    "AveragePool": (1, True),
+    "GlobalAveragePool": (1, True),
+    "Add": (2, True),
+}
+
+
+def fuse_qdq(nodes: list[Any], constants: dict[str, np.ndarray], graph_outputs: set[str], opset: int) -> list[Any]:
+    """Replace DequantizeLinear → op → QuantizeLinear groups with the integer kernels ONNX Runtime uses.
+
+    Mirrors ONNX Runtime's x86 CPU provider, after :func:`rewrite_int8_pairs_as_uint8`:
+    a group is fused (QLinearConv, QGemm, QLinearSoftmax, QLinearAveragePool,
+    QLinearGlobalAveragePool, QLinearAdd) when its inputs and output have one
+    integer type, and Conv / MatMul only when that type is uint8; every other group
+    runs literally, in float between its DequantizeLinear and QuantizeLinear, as
+    ONNX Runtime runs it. (Ops that only move or pick values, such as MaxPool,
+    Reshape or Concat, give the same numbers either way.) On ARM ONNX Runtime keeps
+    int8, fuses more groups and rounds some differently, by an int8 step at most.
+
+    Returns the node list with each fused group's float op and QuantizeLinear
+    replaced by one ``(name, kernel, [quantised inputs], [quantised output])`` tuple.
     """
     producer = {o: n for n in nodes for o in n.output}
     consumers: dict[str, list[Any]] = {}
@@ -393,25 +568,37 @@ def fuse_qdq(nodes: list[Any], constants: dict[str, np.ndarray], graph_outputs: 
 
     replaced: dict[int, tuple | None] = {}
     for node in nodes:
-        if node.op_type not in ("Gemm", "MatMul", "Conv", "Softmax") or node.output[0] in graph_outputs:
+        if node.op_type not in _FUSIBLE or node.output[0] in graph_outputs:
             continue
+        n_act, int8_fuses = _FUSIBLE[node.op_type]
         users = consumers.get(node.output[0], [])
-        dq_a = dq_of(node.input[0])
-        if len(users) != 1 or users[0].op_type != "QuantizeLinear" or dq_a is None:
+        dqs = [dq_of(name) for name in node.input[:n_act]]
+        if len(users) != 1 or users[0].op_type != "QuantizeLinear" or None in dqs or len(node.input) < n_act:
             continue
-        a, y = _qparams(dq_a, constants), _qparams(users[0], constants)
-        if a is None or y is None or dq_a.input[0] in constants:
+        acts, y = [_qparams(dq, constants) for dq in dqs], _qparams(users[0], constants)
+        if y is None or None in acts or any(dq.input[0] in constants for dq in dqs):
+            continue
+        types = {a[1].dtype for a in acts} | {y[1].dtype}
+        if len(types) != 1 or (types == {np.dtype(np.int8)} and not int8_fuses):
             continue
         attrs = _attrs(node)
         if node.op_type == "Softmax":
-            kernel = _fused_softmax(node, attrs, a, y, opset)
+            kernel = _fused_softmax(node, attrs, acts[0], y, opset)
+        elif node.op_type == "AveragePool":
+            kernel = _fused_average_pool(attrs, acts[0], y)
+        elif node.op_type == "GlobalAveragePool":
+            kernel = _fused_global_average_pool(acts[0], y)
+        elif node.op_type == "Add":
+            kernel = _fused_add(acts[0], acts[1], y)
         else:
             dq_w = dq_of(node.input[1]) if len(node.input) > 1 else None
             if dq_w is None or dq_w.input[0] not in constants or len(dq_w.input) < 3:
                 continue
-            w, w_scale, w_zp = constants[dq_w.input[0]], constants.get(dq_w.input[1]), constants.get(dq_w.input[2])
-            if w.dtype != np.int8 or w_scale is None or w_zp is None or np.any(w_zp != 0):
+            w_q, w_scale, w_zp = constants[dq_w.input[0]], constants.get(dq_w.input[1]), constants.get(dq_w.input[2])
+            # ONNX Runtime pairs int8 activations with int8 weights only; uint8 ones with either.
+            if w_q.dtype not in (np.int8, np.uint8) or (w_q.dtype == np.uint8 and types == {np.dtype(np.int8)}) or w_scale is None or w_zp is None:
                 continue
+            w = w_q.astype(np.int32) - K.per_axis(w_zp.astype(np.int32), _attrs(dq_w).get("axis", 1), w_q.ndim)
             bias = None
             if len(node.input) > 2 and node.input[2]:
                 dq_b = dq_of(node.input[2])
@@ -419,10 +606,10 @@ def fuse_qdq(nodes: list[Any], constants: dict[str, np.ndarray], graph_outputs: 
                     continue
                 bias = constants[dq_b.input[0]].astype(np.float64).reshape(-1)  # per output channel
             build = _fused_conv if node.op_type == "Conv" else _fused_matmul
-            kernel = build(node, attrs, a, w, w_scale.reshape(-1), bias, y)
+            kernel = build(node, attrs, acts[0], w, w_scale.reshape(-1), bias, y)
         if kernel is None:
             continue
-        replaced[id(node)] = (f"QDQ:{node.op_type}", kernel, [dq_a.input[0]], [users[0].output[0]])
+        replaced[id(node)] = (f"QDQ:{node.op_type}", kernel, [dq.input[0] for dq in dqs], [users[0].output[0]])
         replaced[id(users[0])] = None
     return [replaced.get(id(n), n) for n in nodes if replaced.get(id(n), n) is not None]
 
@@ -462,6 +649,7 @@ class OnnxGraph:
         self.steps: list[tuple[Kernel, list[str], list[str]]] = []
         self.op_names: list[str] = []
         graph_outputs = {o.name for o in graph.output}
+        rewrite_int8_pairs_as_uint8(list(graph.node), self.constants, graph_outputs)
         for node in fuse_qdq(list(graph.node), self.constants, graph_outputs, opset):
             if isinstance(node, tuple):
                 self.op_names.append(node[0])
@@ -496,7 +684,7 @@ class OnnxGraph:
         while in_names and not in_names[-1]:
             in_names.pop()
         consts = [self.constants.get(n) for n in in_names]
-        kernel = builder(attrs, consts, opset) if node.op_type == "Softmax" else builder(attrs, consts)
+        kernel = builder(attrs, consts, opset) if node.op_type in _OPSET_DEPENDENT else builder(attrs, consts)
         outputs = [o for o in node.output if o]
         if all(c is not None or not n for c, n in zip(consts, in_names)) and in_names:
             # Every input is known now (weights, their DequantizeLinear, shape

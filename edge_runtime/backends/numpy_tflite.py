@@ -1,17 +1,22 @@
 """Execute a ``.tflite`` flatbuffer with NumPy, read through the pure-Python ``tflite`` package.
 
-Supported builtin operators are those the keras2edge converter emits for its MLP
-and CNN in all four TFLite flavours (float32, float16 weights, dynamic-range int8,
-full int8): FULLY_CONNECTED, CONV_2D, MAX_POOL_2D, ADD, MUL, SOFTMAX, RELU,
-RESHAPE, SHAPE, STRIDED_SLICE, PACK, TRANSPOSE, QUANTIZE and DEQUANTIZE. Any other
-operator is refused at load time with a :class:`~edge_runtime.errors.BackendError`
-naming it.
+Supported builtin operators are those the keras2edge converter emits for common
+Keras layers (Dense, Conv2D, DepthwiseConv2D, SeparableConv2D, folded
+BatchNormalization, Max/AveragePooling2D, GlobalAveragePooling2D, ReLU / ReLU6,
+Softmax, Add, Concatenate, Reshape / Flatten) in all four TFLite flavours
+(float32, float16 weights, dynamic-range int8, full int8): FULLY_CONNECTED,
+CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, AVERAGE_POOL_2D, MEAN, ADD, MUL,
+CONCATENATION, SOFTMAX, RELU, RELU6, RESHAPE, SHAPE, STRIDED_SLICE, PACK,
+TRANSPOSE, QUANTIZE and DEQUANTIZE. Any other operator is refused at load time
+with a :class:`~edge_runtime.errors.BackendError` naming it.
 
 Quantised kernels follow the TFLite quantisation spec (int8 activations with a
-zero point, symmetric int8 weights, per-channel for FULLY_CONNECTED and CONV_2D,
-int32 bias at ``input_scale * weight_scale``). Dynamic-range ("hybrid") kernels
-quantise each activation row (each image, for CONV_2D) asymmetrically to int8 at
-run time, as LiteRT's XNNPACK path does.
+zero point, symmetric int8 weights, per-channel for FULLY_CONNECTED, CONV_2D and
+DEPTHWISE_CONV_2D, int32 bias at ``input_scale * weight_scale``) and round the way
+LiteRT's default XNNPACK path does, so full-int8 results are bit-identical to it.
+Dynamic-range ("hybrid") kernels quantise activations asymmetrically to int8 at
+run time, as XNNPACK does: per row for FULLY_CONNECTED and 1×1 convolutions, per
+image for other convolutions.
 """
 
 from __future__ import annotations
@@ -97,6 +102,12 @@ def _quant_bounds(code: int, out: Tensor) -> tuple[int, int]:
     return qmin, qmax
 
 
+def _product_multiplier(in_scale: float, w_scale: np.ndarray, out_scale: float) -> np.ndarray:
+    """``in_scale * w_scale / out_scale`` in float32, in XNNPACK's order: the last bit decides rare ties."""
+    f = np.float32
+    return (f(in_scale) * np.asarray(w_scale, dtype=f) / f(out_scale)).astype(f)
+
+
 def _requantizer(multiplier: np.ndarray | float, out: Tensor, activation: int) -> Callable[[np.ndarray], np.ndarray]:
     _, zp = out.qparams()
     bounds = _quant_bounds(activation, out)
@@ -174,7 +185,7 @@ def _fully_connected(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> K
         out_scale, _ = out.qparams()
         weights = w_t.value.T.astype(np.float64)
         ibias = None if bias is None else bias.astype(np.float64)
-        requant = _requantizer(in_scale * w_t.scale.astype(np.float64) / out_scale, out, activation)
+        requant = _requantizer(_product_multiplier(in_scale, w_t.scale, out_scale), out, activation)
 
         def fc_int8(x: np.ndarray, *_: Any) -> np.ndarray:
             acc = (rows(x).astype(np.float64) - in_zp) @ weights
@@ -192,89 +203,173 @@ def _padding(code: int, h: int, w: int, kh: int, kw: int, stride: tuple[int, int
     return (*K.same_padding(h, kh, stride[0], dilation[0]), *K.same_padding(w, kw, stride[1], dilation[1]))
 
 
-def _conv_2d(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> Kernel:
-    opts = _options(op, "Conv2DOptions")
-    x_t, w_t, b_t, out = ins[0], ins[1], ins[2] if len(ins) > 2 else None, outs[0]
-    if w_t.value is None:
-        raise BackendError("CONV_2D with non-constant filters is not supported by the NumPy backend")
-    cout, kh, kw, cin = w_t.value.shape
-    if x_t.shape[-1] not in (cin, -1):
-        raise BackendError("grouped CONV_2D is not supported by the NumPy backend")
-    stride = (opts.StrideH(), opts.StrideW())
-    dilation = (opts.DilationHFactor(), opts.DilationWFactor())
-    activation = opts.FusedActivationFunction()
-    filters = w_t.value.transpose(1, 2, 3, 0)  # OHWI -> HWIO
-    bias = b_t.value if b_t is not None else None
+def _convolution(kind: str) -> Callable[[Any, list[Tensor | None], list[Tensor]], Kernel]:
+    """Builder for CONV_2D (OHWI filters) or DEPTHWISE_CONV_2D (``1, H, W, C*M`` filters).
 
-    def pads(x: np.ndarray) -> tuple[int, int, int, int]:
-        return _padding(opts.Padding(), x.shape[1], x.shape[2], kh, kw, stride, dilation)
+    Both become HWIO filters (I = 1 for depthwise) and differ only in the NumPy
+    kernel that applies them, so float, hybrid and int8 arithmetic is written once.
+    """
+    depthwise = kind == "DEPTHWISE_CONV_2D"
+    convolve = K.depthwise_conv2d_nhwc if depthwise else K.conv2d_nhwc
 
-    if x_t.dtype == np.float32 and w_t.dtype == np.float32:
-        wf = filters.astype(np.float32)
-        fbias = None if bias is None else bias.astype(np.float32)
-        act = _float_activation(activation)
+    def build(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> Kernel:
+        opts = _options(op, "DepthwiseConv2DOptions" if depthwise else "Conv2DOptions")
+        x_t, w_t, b_t, out = ins[0], ins[1], ins[2] if len(ins) > 2 else None, outs[0]
+        if w_t.value is None:
+            raise BackendError(f"{kind} with non-constant filters is not supported by the NumPy backend")
+        # OHWI -> HWIO; depthwise (1, KH, KW, C*M) -> (KH, KW, 1, C*M).
+        filters = w_t.value.transpose(1, 2, 0, 3) if depthwise else w_t.value.transpose(1, 2, 3, 0)
+        kh, kw, cin, cout = filters.shape
+        channels = x_t.shape[-1]
+        if depthwise and channels != -1 and cout % channels:
+            raise BackendError(f"DEPTHWISE_CONV_2D with {cout} filters for {channels} channels is not supported by the NumPy backend")
+        if not depthwise and channels not in (cin, -1):
+            raise BackendError("grouped CONV_2D is not supported by the NumPy backend")
+        stride = (opts.StrideH(), opts.StrideW())
+        dilation = (opts.DilationHFactor(), opts.DilationWFactor())
+        activation = opts.FusedActivationFunction()
+        bias = b_t.value if b_t is not None else None
+        depth = kh * kw * cin  # products summed into one output value
 
-        def conv_float(x: np.ndarray, *_: Any) -> np.ndarray:
-            y = K.conv2d_nhwc(x, wf, stride, dilation, pads(x))
-            if fbias is not None:
-                y += fbias
-            return act(y)
+        def pads(x: np.ndarray) -> tuple[int, int, int, int]:
+            return _padding(opts.Padding(), x.shape[1], x.shape[2], kh, kw, stride, dilation)
 
-        return conv_float
-    if x_t.dtype == np.float32 and w_t.dtype == np.int8:
-        w_scale = w_t.scale.astype(np.float32)
-        acc_dtype = K.exact_dtype(kh * kw * cin)
-        wq = filters.astype(acc_dtype)
-        fbias = None if bias is None else bias.astype(np.float32)
-        act = _float_activation(activation)
+        if x_t.dtype == np.float32 and w_t.dtype == np.float32:
+            wf = filters.astype(np.float32)
+            fbias = None if bias is None else bias.astype(np.float32)
+            act = _float_activation(activation)
 
-        def conv_hybrid(x: np.ndarray, *_: Any) -> np.ndarray:
-            q, scale = _dynamic_quantize_rows(x.reshape(len(x), -1))
-            y = K.conv2d_nhwc(q.reshape(x.shape), wq, stride, dilation, pads(x), dtype=acc_dtype)
-            y = y.astype(np.float32) * (scale.reshape(-1, 1, 1, 1) * w_scale)
-            if fbias is not None:
-                y += fbias
-            return act(y)
+            def conv_float(x: np.ndarray, *_: Any) -> np.ndarray:
+                y = convolve(x, wf, stride, dilation, pads(x))
+                if fbias is not None:
+                    y += fbias
+                return act(y)
 
-        return conv_hybrid
-    if x_t.dtype == np.int8 and w_t.dtype == np.int8:
-        in_scale, in_zp = x_t.qparams()
-        out_scale, _ = out.qparams()
-        acc_dtype = K.exact_dtype(kh * kw * cin)
-        wq = filters.astype(acc_dtype)
-        ibias = None if bias is None else bias.astype(np.float64)
-        requant = _requantizer(in_scale * w_t.scale.astype(np.float64) / out_scale, out, activation)
+            return conv_float
+        if x_t.dtype == np.float32 and w_t.dtype == np.int8:
+            w_scale = w_t.scale.astype(np.float32)
+            acc_dtype = K.exact_dtype(depth)
+            wq = filters.astype(acc_dtype)
+            fbias = None if bias is None else bias.astype(np.float32)
+            act = _float_activation(activation)
 
-        def conv_int8(x: np.ndarray, *_: Any) -> np.ndarray:
-            # Shift by the zero point first, so padding with 0 pads with real zero.
-            acc = K.conv2d_nhwc(x.astype(acc_dtype) - in_zp, wq, stride, dilation, pads(x), dtype=acc_dtype).astype(np.float64)
-            if ibias is not None:
-                acc += ibias
-            return requant(acc)
+            # XNNPACK runs a 1×1, stride-1 convolution as a fully connected layer over
+            # pixels, so it quantises each pixel; any other one per image.
+            per_pixel = not depthwise and (kh, kw, *stride) == (1, 1, 1, 1)
 
-        return conv_int8
-    raise BackendError(f"CONV_2D with {x_t.dtype.name} input and {w_t.dtype.name} filters is not supported by the NumPy backend")
+            def conv_hybrid(x: np.ndarray, *_: Any) -> np.ndarray:
+                q, scale = _dynamic_quantize_rows(x.reshape(-1, x.shape[-1]) if per_pixel else x.reshape(len(x), -1))
+                y = convolve(q.reshape(x.shape), wq, stride, dilation, pads(x), dtype=acc_dtype)
+                y = y.astype(np.float32) * (scale.reshape(*y.shape[:3], 1) if per_pixel else scale.reshape(-1, 1, 1, 1)) * w_scale
+                if fbias is not None:
+                    y += fbias
+                return act(y)
+
+            return conv_hybrid
+        if x_t.dtype == np.int8 and w_t.dtype == np.int8:
+            in_scale, in_zp = x_t.qparams()
+            out_scale, _ = out.qparams()
+            acc_dtype = K.exact_dtype(depth)
+            wq = filters.astype(acc_dtype)
+            ibias = None if bias is None else bias.astype(np.float64)
+            requant = _requantizer(_product_multiplier(in_scale, w_t.scale, out_scale), out, activation)
+
+            def conv_int8(x: np.ndarray, *_: Any) -> np.ndarray:
+                # Shift by the zero point first, so padding with 0 pads with real zero.
+                acc = convolve(x.astype(acc_dtype) - in_zp, wq, stride, dilation, pads(x), dtype=acc_dtype).astype(np.float64)
+                if ibias is not None:
+                    acc += ibias
+                return requant(acc)
+
+            return conv_int8
+        raise BackendError(f"{kind} with {x_t.dtype.name} input and {w_t.dtype.name} filters is not supported by the NumPy backend")
+
+    return build
 
 
-def _max_pool_2d(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> Kernel:
-    opts = _options(op, "Pool2DOptions")
-    kernel = (opts.FilterHeight(), opts.FilterWidth())
-    stride = (opts.StrideH(), opts.StrideW())
-    activation = opts.FusedActivationFunction()
-    out = outs[0]
+def _round_half_away(values: np.ndarray) -> np.ndarray:
+    """Round half away from zero, TFLite's rounding for integer averages."""
+    return np.sign(values) * np.floor(np.abs(values) + 0.5)
+
+
+def _pool_2d(kind: str) -> Callable[[Any, list[Tensor | None], list[Tensor]], Kernel]:
+    """Builder for MAX_POOL_2D and AVERAGE_POOL_2D (padded cells never count)."""
+
+    def build(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> Kernel:
+        opts = _options(op, "Pool2DOptions")
+        kernel = (opts.FilterHeight(), opts.FilterWidth())
+        stride = (opts.StrideH(), opts.StrideW())
+        activation = opts.FusedActivationFunction()
+        x_t, out = ins[0], outs[0]
+        if out.dtype == np.float32:
+            act = _float_activation(activation)
+        else:
+            if x_t.qparams() != out.qparams():
+                raise BackendError(f"{kind} with different input and output quantisation is not supported by the NumPy backend")
+            qmin, qmax = _quant_bounds(activation, out)
+
+            def act(y: np.ndarray) -> np.ndarray:
+                return np.clip(y, qmin, qmax).astype(out.dtype)
+
+        def pads(x: np.ndarray) -> tuple[int, int, int, int]:
+            return _padding(opts.Padding(), x.shape[1], x.shape[2], kernel[0], kernel[1], stride, (1, 1))
+
+        if kind == "MAX_POOL_2D":
+            return lambda x: act(K.max_pool_nhwc(x, kernel, stride, pads(x)))
+        if out.dtype == np.float32:
+
+            def average_pool_float(x: np.ndarray) -> np.ndarray:
+                sums, counts = K.pool_sums_nhwc(x, kernel, stride, pads(x))
+                return act(sums / counts)
+
+            return average_pool_float
+
+        def average_pool_int8(x: np.ndarray) -> np.ndarray:
+            # Same scale in and out: the average of the stored integers, rounded half away from zero.
+            sums, counts = K.pool_sums_nhwc(x, kernel, stride, pads(x), dtype=np.float64)
+            return act(_round_half_away(sums / counts))
+
+        return average_pool_int8
+
+    return build
+
+
+def _mean(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> Kernel:
+    opts = _options(op, "ReducerOptions")
+    keep_dims = bool(opts.KeepDims()) if opts else False
+    x_t, axes_t, out = ins[0], ins[1], outs[0]
+    if axes_t.value is None:
+        raise BackendError("MEAN with non-constant axes is not supported by the NumPy backend")
+    ndim = len(x_t.shape)
+    axes = tuple(sorted({int(a) % ndim for a in axes_t.value.ravel()}))
+    if out.dtype == np.float32:
+        return lambda x, _axes: np.mean(x, axis=axes, keepdims=keep_dims, dtype=np.float32)
+    in_scale, in_zp = x_t.qparams()
+    out_scale, out_zp = out.qparams()
+
+    def mean_int8(x: np.ndarray, _axes: np.ndarray) -> np.ndarray:
+        count = int(np.prod([x.shape[a] for a in axes]))
+        acc = np.sum(x.astype(np.float64) - in_zp, axis=axes, keepdims=keep_dims)
+        return K.requantize(acc, np.float32(in_scale / (out_scale * count)), out_zp, out.dtype)
+
+    return mean_int8
+
+
+def _concatenation(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> Kernel:
+    opts = _options(op, "ConcatenationOptions")
+    axis, activation, out = opts.Axis(), opts.FusedActivationFunction(), outs[0]
     if out.dtype == np.float32:
         act = _float_activation(activation)
-    else:
-        qmin, qmax = _quant_bounds(activation, out)
-
-        def act(y: np.ndarray) -> np.ndarray:
-            return np.clip(y, qmin, qmax).astype(out.dtype)
-
-    def max_pool(x: np.ndarray) -> np.ndarray:
-        pads = _padding(opts.Padding(), x.shape[1], x.shape[2], kernel[0], kernel[1], stride, (1, 1))
-        return act(K.max_pool_nhwc(x, kernel, stride, pads))
-
-    return max_pool
+        return lambda *xs: act(np.concatenate(xs, axis=axis))
+    if out.dtype not in (np.int8, np.uint8):
+        if activation:
+            raise BackendError(f"CONCATENATION of {out.dtype.name} with a fused activation is not supported by the NumPy backend")
+        return lambda *xs: np.concatenate(xs, axis=axis)
+    # The TFLite int8 spec requires inputs quantised exactly like the output.
+    if any(t.qparams() != out.qparams() for t in ins):
+        raise BackendError("CONCATENATION of int8 inputs quantised unlike its output is not supported by the NumPy backend")
+    qmin, qmax = _quant_bounds(activation, out)
+    return lambda *xs: np.clip(np.concatenate(xs, axis=axis), qmin, qmax).astype(out.dtype)
 
 
 def _binary(kind: str) -> Callable[[Any, list[Tensor | None], list[Tensor]], Kernel]:
@@ -291,12 +386,33 @@ def _binary(kind: str) -> Callable[[Any, list[Tensor | None], list[Tensor]], Ker
             return lambda a, b: fn(a, b).astype(np.int32)
         (sa, za), (sb, zb), (so, _) = a_t.qparams(), b_t.qparams(), out.qparams()
         if kind == "MUL":
-            requant = _requantizer(sa * sb / so, out, activation)
+            requant = _requantizer(_product_multiplier(sa, sb, so), out, activation)
             return lambda a, b: requant((a.astype(np.float64) - za) * (b.astype(np.float64) - zb))
-        requant = _requantizer(1.0, out, activation)
-        return lambda a, b: requant(((a.astype(np.float64) - za) * sa + (b.astype(np.float64) - zb) * sb) / so)
+        return _add_int8(a_t, b_t, out, activation)
 
     return build
+
+
+def _add_int8(a_t: Tensor, b_t: Tensor, out: Tensor, activation: int) -> Kernel:
+    """Quantised ADD in XNNPACK's fixed-point form (LiteRT's default path).
+
+    Each input's scale ratio to the output becomes an integer multiplier with 20
+    fractional bits for the larger ratio; the sum is shifted back, rounding half
+    up. A float reading of the same formula disagrees by one step now and then.
+    """
+    (sa, za), (sb, zb), (so, zo) = a_t.qparams(), b_t.qparams(), out.qparams()
+    ratios = np.array([np.float32(sa) / np.float32(so), np.float32(sb) / np.float32(so)], dtype=np.float32)
+    exponent = int(np.frexp(ratios.max())[1]) - 1  # floor(log2(largest ratio))
+    shift = 20 - exponent
+    ma, mb = (int(m) for m in np.rint(np.ldexp(ratios, shift)))
+    bias = (1 << (shift - 1)) - ma * za - mb * zb
+    qmin, qmax = _quant_bounds(activation, out)
+
+    def add_int8(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        acc = a.astype(np.int64) * ma + b.astype(np.int64) * mb + bias
+        return np.clip((acc >> shift) + zo, qmin, qmax).astype(out.dtype)
+
+    return add_int8
 
 
 def _softmax(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> Kernel:
@@ -310,14 +426,19 @@ def _softmax(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> Kernel:
     return lambda x: K.saturate(K.softmax((x.astype(np.float32) - in_zp) * np.float32(in_scale), beta=beta) / out_scale + out_zp, out.dtype)
 
 
-def _relu(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> Kernel:
-    out = outs[0]
-    if out.dtype == np.float32:
-        return lambda x: np.maximum(x, np.float32(0))
-    x_scale, x_zp = ins[0].qparams()
-    out_scale, _ = out.qparams()
-    requant = _requantizer(1.0, out, 1)
-    return lambda x: requant((x.astype(np.float64) - x_zp) * (x_scale / out_scale))
+def _relu(activation: int) -> Callable[[Any, list[Tensor | None], list[Tensor]], Kernel]:
+    """Builder for RELU (fused-activation code 1) and RELU6 (code 3) as standalone operators."""
+
+    def build(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> Kernel:
+        out = outs[0]
+        if out.dtype == np.float32:
+            return _float_activation(activation)
+        x_scale, x_zp = ins[0].qparams()
+        out_scale, _ = out.qparams()
+        requant = _requantizer(1.0, out, activation)
+        return lambda x: requant((x.astype(np.float64) - x_zp) * (x_scale / out_scale))
+
+    return build
 
 
 def _dequantize(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> Kernel:
@@ -383,12 +504,17 @@ def _transpose(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> Kernel:
 
 BUILDERS: dict[str, Callable[[Any, list[Tensor | None], list[Tensor]], Kernel]] = {
     "FULLY_CONNECTED": _fully_connected,
-    "CONV_2D": _conv_2d,
-    "MAX_POOL_2D": _max_pool_2d,
+    "CONV_2D": _convolution("CONV_2D"),
+    "DEPTHWISE_CONV_2D": _convolution("DEPTHWISE_CONV_2D"),
+    "MAX_POOL_2D": _pool_2d("MAX_POOL_2D"),
+    "AVERAGE_POOL_2D": _pool_2d("AVERAGE_POOL_2D"),
+    "MEAN": _mean,
+    "CONCATENATION": _concatenation,
     "ADD": _binary("ADD"),
     "MUL": _binary("MUL"),
     "SOFTMAX": _softmax,
-    "RELU": _relu,
+    "RELU": _relu(1),
+    "RELU6": _relu(3),
     "DEQUANTIZE": _dequantize,
     "QUANTIZE": _quantize,
     "RESHAPE": _reshape,

@@ -26,7 +26,6 @@ accessors, because those accept negative positions (``struct.unpack_from`` count
 them from the end) and silently shorten strings that run off the end.
 """
 
-from __future__ import annotations
 
 import struct
 from typing import NamedTuple

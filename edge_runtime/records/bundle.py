@@ -5,7 +5,6 @@ compares its own outputs on the bundle's samples with ``reference``. Only the
 standard library is needed.
 """
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -36,7 +35,7 @@ class Reference(NamedTuple):
         }
 
     @classmethod
-    def from_fields(cls, f: Fields) -> Reference:
+    def from_fields(cls, f: Fields) -> "Reference":
         rows = f.items("probabilities")
         if not rows or not all(isinstance(r, list) and r and all(isinstance(v, (int, float)) for v in r) for r in rows):
             raise f.fail(f"'{f.prefix}probabilities' must be a non-empty list of rows of numbers")
@@ -69,7 +68,7 @@ class BundleRecord(NamedTuple):
         return {"schema_version": SCHEMA_VERSION, **doc}
 
     @classmethod
-    def from_json(cls, doc: object, source: str = BUNDLE_NAME) -> BundleRecord:
+    def from_json(cls, doc: object, source: str = BUNDLE_NAME) -> "BundleRecord":
         f = Fields(doc, source, RecordError, hint=_HINT)
         check_schema(f, (SCHEMA_VERSION,), _HINT)
         artifact = f.obj("artifact")
@@ -88,7 +87,7 @@ class BundleRecord(NamedTuple):
         )
 
     @classmethod
-    def read(cls, location: str | Path) -> BundleRecord:
+    def read(cls, location: str | Path) -> "BundleRecord":
         """Read ``location`` (``bundle.json`` or the bundle directory)."""
         path = Path(location)
         if path.name != BUNDLE_NAME:  # a directory, existing or not

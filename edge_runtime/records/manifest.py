@@ -27,9 +27,7 @@ damaged or hand-edited manifest fails with one :class:`ManifestError` at load ti
 Only the standard library is needed.
 """
 
-from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -59,9 +57,21 @@ PREPROCESS_MODES = (*IMAGE_MODES, "mean_std", "standardize", "custom")
 _HINT = "regenerate it with 'python -m convert'"
 
 
+try:  # OpenSSL's sha256 without hashlib's set-up of every algorithm: milliseconds of a device's cold start
+    from _hashlib import openssl_sha256 as _sha256
+except ImportError:  # a Python built without OpenSSL
+    from hashlib import sha256 as _sha256
+
+
 def sha256_hex(data: bytes) -> str:
-    """Hex sha256 of ``data``; the digest format used throughout the manifest."""
-    return hashlib.sha256(data).hexdigest()
+    """Hex sha256 of ``data``; the digest format used throughout the manifest.
+
+    Examples
+    --------
+    >>> sha256_hex(b"abc")[:16]
+    'ba7816bf8f01cfea'
+    """
+    return _sha256(data).hexdigest()
 
 
 class InputSpec(NamedTuple):
@@ -149,7 +159,7 @@ class InputSpec(NamedTuple):
         }
 
     @classmethod
-    def from_fields(cls, f: Fields) -> InputSpec:
+    def from_fields(cls, f: Fields) -> "InputSpec":
         """Read and cross-check an ``input`` object."""
         kind = f.text("kind", choices=INPUT_KINDS)
         shape = f.shape("shape")
@@ -209,7 +219,7 @@ class Preprocessing(NamedTuple):
         model_input_shape: tuple[int, ...],
         mean: tuple[float, ...] | None = None,
         std: tuple[float, ...] | None = None,
-    ) -> Preprocessing:
+    ) -> "Preprocessing":
         """The record for a named recipe; ``mean_std``/``standardize`` need ``mean`` and ``std``."""
         if mode in IMAGE_MODES:
             scale, offset, default_mean, default_std = IMAGE_MODES[mode]
@@ -247,7 +257,7 @@ class Preprocessing(NamedTuple):
         }
 
     @classmethod
-    def from_fields(cls, f: Fields, spec: InputSpec) -> Preprocessing:
+    def from_fields(cls, f: Fields, spec: InputSpec) -> "Preprocessing":
         """Read a ``preprocessing`` object and check it fits ``spec``."""
         pre = cls(
             f.text("mode", "custom", choices=PREPROCESS_MODES),
@@ -292,7 +302,7 @@ class TensorRecord(NamedTuple):
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "quantization": quant}
 
     @classmethod
-    def from_fields(cls, f: Fields) -> TensorRecord:
+    def from_fields(cls, f: Fields) -> "TensorRecord":
         shape = f.items("shape", [])
         if not all(isinstance(d, int) and not isinstance(d, bool) and d >= -1 for d in shape):
             raise f.fail(f"'{f.prefix}shape' must be a list of integers (-1 for a dynamic axis), got {shape}")
@@ -354,7 +364,7 @@ class ArtifactRecord(NamedTuple):
         return doc
 
     @classmethod
-    def from_fields(cls, f: Fields, spec: InputSpec) -> ArtifactRecord:
+    def from_fields(cls, f: Fields, spec: InputSpec) -> "ArtifactRecord":
         file = f.text("file")
         if not file or Path(file).name != file:
             raise f.fail(f"'{f.prefix}file' must be a plain file name, got {file!r}")
@@ -405,7 +415,7 @@ class Manifest(NamedTuple):
     schema_version: int = SCHEMA_VERSION
     path: Path | None = None
 
-    def artifact(self, file: str | None = None, *, name: str | None = None) -> ArtifactRecord:
+    def artifact(self, file: str | None = None, *, name: str | None = None) -> "ArtifactRecord":
         """The entry whose ``file`` (or ``name``) is given; ManifestError naming what is listed."""
         for entry in self.artifacts:
             if (file is not None and entry.file == file) or (name is not None and entry.name == name):
@@ -419,7 +429,7 @@ class Manifest(NamedTuple):
             f"{where}: does not list '{file}' (it lists: {listed}); keep each artifact next to the manifest it was converted with"
         )
 
-    def preprocessing_for(self, artifact: ArtifactRecord) -> Preprocessing:
+    def preprocessing_for(self, artifact: ArtifactRecord) -> "Preprocessing":
         """The preprocessing ``artifact`` expects: its own, else the manifest's."""
         return artifact.preprocessing or self.preprocessing
 
@@ -440,7 +450,7 @@ class Manifest(NamedTuple):
         }
 
     @classmethod
-    def from_json(cls, doc: object, source: str = MANIFEST_NAME, path: Path | None = None) -> Manifest:
+    def from_json(cls, doc: object, source: str = MANIFEST_NAME, path: Path | None = None) -> "Manifest":
         """Validate a parsed document; ManifestError (one line) on the first problem."""
         f = Fields(doc, source, ManifestError, hint=_HINT)
         version = check_schema(f, SUPPORTED_SCHEMA_VERSIONS, "upgrade keras2edge or regenerate the manifest")
@@ -469,7 +479,7 @@ class Manifest(NamedTuple):
         )
 
     @classmethod
-    def read(cls, location: str | Path) -> Manifest:
+    def read(cls, location: str | Path) -> "Manifest":
         """Read ``location`` (a ``manifest.json`` or the directory holding one)."""
         path = Path(location)
         if path.name != MANIFEST_NAME:  # a directory, existing or not

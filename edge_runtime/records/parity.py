@@ -5,7 +5,6 @@ shipped artifact's entry) and by the benchmarks (accuracy next to size and speed
 Only the standard library is needed.
 """
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -43,7 +42,7 @@ class ArtifactParity(NamedTuple):
         return doc
 
     @classmethod
-    def from_fields(cls, f: Fields) -> ArtifactParity:
+    def from_fields(cls, f: Fields) -> "ArtifactParity":
         gate = f.mapping("gate", {})
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in gate.values()):
             raise f.fail(f"'{f.prefix}gate' must map metric names to numbers")
@@ -78,7 +77,7 @@ class ParityRecord(NamedTuple):
         """``"<artifact>: <problem>"`` for every missed threshold."""
         return [f"{name}: {p}" for name, a in self.artifacts.items() for p in a.problems]
 
-    def only(self, name: str) -> ParityRecord:
+    def only(self, name: str) -> "ParityRecord":
         """This record restricted to artifact ``name`` (what a bundle ships)."""
         if name not in self.artifacts:
             raise RecordError(f"{PARITY_NAME}: no entry for '{name}' (it has: {', '.join(self.artifacts) or 'none'}); {_HINT}")
@@ -95,7 +94,7 @@ class ParityRecord(NamedTuple):
         }
 
     @classmethod
-    def from_json(cls, doc: object, source: str = PARITY_NAME) -> ParityRecord:
+    def from_json(cls, doc: object, source: str = PARITY_NAME) -> "ParityRecord":
         f = Fields(doc, source, RecordError, hint=_HINT)
         check_schema(f, (SCHEMA_VERSION,), _HINT)
         entries = f.mapping("artifacts")
@@ -108,7 +107,7 @@ class ParityRecord(NamedTuple):
         )
 
     @classmethod
-    def read(cls, location: str | Path) -> ParityRecord:
+    def read(cls, location: str | Path) -> "ParityRecord":
         """Read ``location`` (``parity.json`` or the artifact directory holding it)."""
         path = Path(location)
         if path.name != PARITY_NAME:  # a directory, existing or not
@@ -116,7 +115,7 @@ class ParityRecord(NamedTuple):
         return cls.from_json(read_document(path, RecordError, _HINT), str(path))
 
     @classmethod
-    def find(cls, directory: str | Path) -> ParityRecord | None:
+    def find(cls, directory: str | Path) -> "ParityRecord | None":
         """``directory/parity.json`` when parity has been run there, else None."""
         path = Path(directory) / PARITY_NAME
         return cls.read(path) if path.is_file() else None

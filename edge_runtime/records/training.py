@@ -8,7 +8,6 @@ need to know which data, seed and library versions produced the weights. Schema 
 is needed.
 """
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -51,7 +50,7 @@ class TrainingRecord(NamedTuple):
         return {"schema_version": SCHEMA_VERSION, **doc}
 
     @classmethod
-    def from_json(cls, doc: object, source: str = TRAINING_NAME) -> TrainingRecord:
+    def from_json(cls, doc: object, source: str = TRAINING_NAME) -> "TrainingRecord":
         f = Fields(doc, source, RecordError, hint=_HINT)
         version = check_schema(f, (1, SCHEMA_VERSION), _HINT)
         dataset = f.mapping("dataset")
@@ -80,7 +79,7 @@ class TrainingRecord(NamedTuple):
         )
 
     @classmethod
-    def read(cls, location: str | Path) -> TrainingRecord:
+    def read(cls, location: str | Path) -> "TrainingRecord":
         """Read ``location`` (``training.json`` or the directory holding it)."""
         path = Path(location)
         if path.name != TRAINING_NAME:  # a directory, existing or not
@@ -88,7 +87,7 @@ class TrainingRecord(NamedTuple):
         return cls.from_json(read_document(path, RecordError, _HINT), str(path))
 
     @classmethod
-    def beside(cls, model_path: str | Path) -> TrainingRecord | None:
+    def beside(cls, model_path: str | Path) -> "TrainingRecord | None":
         """The record next to a model file, if the model came from ``python -m train``."""
         path = Path(model_path).parent / TRAINING_NAME
         return cls.read(path) if path.is_file() else None
