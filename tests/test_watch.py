@@ -18,7 +18,6 @@ import sys
 import textwrap
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -191,78 +190,21 @@ def digit_video(tmp_path_factory, digits) -> Path:
     return write_video(tmp_path_factory.mktemp("watch_video") / "digits.avi", digits[0])
 
 
-@dataclass
-class ColourSquares:
-    """32×32 RGB images: a red, green or blue square on a noisy grey background.
-
-    Colour is the whole task, so a frame fed BGR instead of RGB swaps red and blue.
-    """
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-    @staticmethod
-    def make(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng(seed)
-        labels = rng.integers(0, 3, count)
-        images = np.clip(rng.integers(70, 180, (count, 1, 1, 1)) + rng.integers(-20, 21, (count, 32, 32, 3)), 0, 255)
-        for image, label in zip(images, labels):
-            side = rng.integers(12, 21)
-            top, left = rng.integers(0, 32 - side, 2)
-            colour = rng.integers(0, 70, 3)
-            colour[label] = rng.integers(180, 256)
-            image[top : top + side, left : left + side] = colour
-        return images.astype(np.uint8), labels
+@pytest.fixture(scope="module")
+def rgb_model_path(rgb_cnn_artifacts) -> Path:
+    """The RGB separable CNN trained by ``python -m train --arch cnn`` on a folder of coloured shapes, full-integer int8."""
+    return rgb_cnn_artifacts / "tflite_int8.tflite"
 
 
 @pytest.fixture(scope="module")
-def rgb_model_path(tmp_path_factory) -> Path:
-    """A tiny Keras CNN on 32×32 RGB colour squares, converted to full-integer int8 TFLite."""
-    import keras
+def shapes(rgb_model_path) -> tuple[np.ndarray, list[str]]:
+    """Confident test images of each shape from the model's own test split, twice over (a, b, c, c, b, a), and their labels."""
+    from convert.parity import load_test_data
 
-    from convert import convert_model
-    from train.data import Dataset
-
-    class ColourDataset(Dataset):
-        @property
-        def input(self) -> InputSpec:
-            return InputSpec("image", (32, 32, 3), "rgb", digits=False)
-
-        @property
-        def class_names(self) -> tuple[str, ...]:
-            return ("red", "green", "blue")
-
-    x_train, y_train = ColourSquares.make(1200, seed=1)
-    x_test, y_test = ColourSquares.make(300, seed=2)
-    keras.utils.set_random_seed(3)
-    model = keras.Sequential([
-        keras.Input((32, 32, 3)),
-        keras.layers.Conv2D(8, 3, activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(16, 3, activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(3, activation="softmax"),
-    ])
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x_train / 255.0, y_train, epochs=6, batch_size=32, verbose=0)
-    accuracy = model.evaluate(x_test / 255.0, y_test, verbose=0)[1]
-    assert accuracy > 0.95, f"the colour-square CNN learned too little ({accuracy:.3f})"
-    root = tmp_path_factory.mktemp("rgb_model")
-    model.save(root / "model.keras")
-    data = ColourDataset(x_train, y_train, x_test, y_test, source="colour squares")
-    convert_model(root / "model.keras", root / "artifacts", dataset=data, formats=["tflite_int8"], calibration_samples=100)
-    return root / "artifacts" / "tflite_int8.tflite"
-
-
-@pytest.fixture(scope="module")
-def squares(rgb_model_path) -> tuple[np.ndarray, list[str]]:
-    """Confident test squares of each colour, twice over (red, green, blue, red, ...), and their labels."""
     model = edge_runtime.load(rgb_model_path)
-    x_test, y_test = ColourSquares.make(300, seed=2)
-    chosen = confident_per_class(model, x_test, y_test)
-    images = x_test[np.concatenate([chosen, chosen[::-1]])]
+    data = load_test_data(model.manifest, None)  # the recorded data set, read with the recorded split
+    chosen = confident_per_class(model, data.x_test, data.y_test, minimum=0.8)
+    images = data.x_test[np.concatenate([chosen, chosen[::-1]])]
     return images, model.classify(images)
 
 
@@ -426,24 +368,29 @@ def test_max_frames_stops_reading_after_n_classified(digit_video, mnist_model_pa
 
 
 @pytest.mark.slow
-def test_rgb_video_frames_reach_the_model_as_rgb_cropped_to_its_aspect_ratio(tmp_path, squares, rgb_model_path, capfd):
-    images, expected = squares
-    # 96×128 (4:3) frames: each square ×3 in the centre, grey bars at the sides.
-    video = write_video(tmp_path / "squares.avi", images, frame_size=(96, 128))
+def test_rgb_video_frames_reach_the_model_as_rgb_cropped_to_its_aspect_ratio(tmp_path, shapes, rgb_model_path, capfd):
+    images, expected = shapes
+    # 120×160 (4:3) frames: each 40×48 test image ×3 in the centre, grey bars at the sides.
+    video = write_video(tmp_path / "shapes.avi", images, frame_size=(120, 160))
     code, out, err = _run([rgb_model_path, video], capfd)
     assert code == 0, err
     labels = [r["label"] for r in _records(out)]
     assert labels == [label for label in expected for _ in range(FRAMES_PER_IMAGE)]
-    assert set(expected) == {"red", "green", "blue"}
+    assert set(expected) == set(edge_runtime.load(rgb_model_path).class_labels)
 
 
 @pytest.mark.slow
-def test_picamera2_frames_are_classified_in_rgb_and_the_camera_is_released(picamera2, squares, rgb_model_path):
-    images, expected = squares
+def test_picamera2_frames_are_classified_in_rgb_and_the_camera_is_released(picamera2, shapes, rgb_model_path):
+    images, expected = shapes
     process = picamera2(rgb_model_path, images, "--max-frames", len(images), interval=0.05)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
-    assert [r["label"] for r in _records(out)] == expected
+    records = _records(out)
+    assert [r["label"] for r in records] == expected
+    # Lossless frames of the model's own size: exactly the probabilities of predict on the images.
+    model = edge_runtime.load(rgb_model_path)
+    probabilities = model.predict(images)
+    assert [r["probability"] for r in records] == [round(float(p), 6) for p in probabilities.max(axis=1)]
     calls = picamera2.calls()
     assert [c["call"] for c in calls] == ["init", "configure", "start", "stop", "close"]
     assert calls[1]["main"] == {"size": [640, 480], "format": "BGR888"}
