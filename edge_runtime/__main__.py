@@ -39,7 +39,7 @@ from edge_runtime.records.manifest import InputSpec
 PROG = "python -m edge_runtime"
 
 # Modules adding one subcommand each through add_subparser(subparsers); see the module docstring.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("edge_runtime.selftest", "edge_runtime.serve")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("edge_runtime.selftest", "edge_runtime.serve", "edge_runtime.watch")
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,8 +13,12 @@ see the same pixels for the same file:
    (bilinear with half-pixel centres and no antialiasing, as
    ``tf.image.resize``; optionally the largest centred crop of the target's aspect
    ratio first, as ``crop_to_aspect_ratio=True``), then rounds to uint8;
-3. :func:`load_image` does both, or, for models of MNIST-style digits, hands the
-   grayscale image to :func:`edge_runtime.digits.to_mnist_digit` instead of step 2.
+3. :func:`fit_image` turns decoded pixels into what the model takes: converts the
+   colour mode, then resizes (step 2), or for models of MNIST-style digits hands
+   the grayscale image to :func:`edge_runtime.digits.to_mnist_digit` instead;
+4. :func:`load_image` decodes (step 1) and fits (step 3). A camera frame, already
+   decoded, goes straight to :func:`fit_image`, so files, HTTP bodies and video
+   frames reach the model through the same code.
 
 Pillow is an optional dependency (``pip install 'keras2edge[image]'``); without it
 a :class:`DataError` says so.
@@ -269,9 +273,74 @@ def load_image(
     >>> load_image("cat.jpg", (96, 128), color_mode="rgb", digits=False).shape  # doctest: +SKIP
     (96, 128, 3)
     """
+    _check_digits(color_mode, digits)
+    pixels = decode_image(source, color_mode, name=name, max_pixels=max_pixels)
+    return fit_image(pixels, image_shape, color_mode=color_mode, digits=digits, crop_to_aspect_ratio=crop_to_aspect_ratio)
+
+
+def _check_digits(color_mode: str, digits: bool) -> None:
+    _check_color_mode(color_mode)
     if digits and color_mode != "grayscale":
         raise DataError("the digit pipeline reads grayscale images; pass color_mode='grayscale' or digits=False")
-    pixels = decode_image(source, color_mode, name=name, max_pixels=max_pixels)
+
+
+def fit_image(
+    pixels: np.ndarray,
+    image_shape: tuple[int, int] = (28, 28),
+    *,
+    color_mode: str = "grayscale",
+    digits: bool = True,
+    crop_to_aspect_ratio: bool = False,
+) -> np.ndarray:
+    """Already-decoded pixels (a camera or video frame) as the uint8 input a model takes.
+
+    What :func:`load_image` does after decoding, so a frame reaches the model
+    exactly as the same picture saved to a file would: the colour conversion is
+    Pillow's (ITU-R 601 luma for grayscale, as :func:`decode_image`), then the
+    digit pipeline or the training resize.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray
+        uint8 ``(H, W)`` grayscale or ``(H, W, 3)`` **RGB** (convert OpenCV's BGR
+        first: a colour model fed BGR sees red and blue swapped).
+    image_shape : (height, width)
+        The model's image size.
+    color_mode : {"grayscale", "rgb"}
+        The model's colour mode; ``pixels`` are converted to it when they differ.
+    digits : bool
+        MNIST-style digit model: :func:`edge_runtime.digits.to_mnist_digit`
+        instead of a resize (grayscale only).
+    crop_to_aspect_ratio : bool
+        Take the largest centred crop of the model's aspect ratio before resizing
+        (no distortion); otherwise squash. Ignored for digits, whose pipeline
+        crops to the ink itself.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 ``image_shape`` (grayscale) or ``(*image_shape, 3)`` (rgb).
+
+    Raises
+    ------
+    DataError
+        Not uint8 ``(H, W)`` / ``(H, W, 3)`` pixels, an unknown ``color_mode``,
+        ``digits`` with ``color_mode="rgb"``, or Pillow is missing when a colour
+        conversion or the digit pipeline needs it.
+
+    Examples
+    --------
+    >>> frame = np.zeros((480, 640, 3), np.uint8); frame[..., 0] = 255  # pure red
+    >>> fit_image(frame, (32, 32), color_mode="rgb", digits=False, crop_to_aspect_ratio=True)[0, 0].tolist()
+    [255, 0, 0]
+    >>> int(fit_image(frame, (8, 8), digits=False)[0, 0])  # luma of red: 0.299 * 255
+    76
+    """
+    _check_digits(color_mode, digits)
+    if pixels.dtype != np.uint8 or not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] == 3)) or pixels.size == 0:
+        raise DataError(f"expected uint8 pixels of shape (H, W) or (H, W, 3), got {pixels.dtype} {pixels.shape}")
+    if (pixels.ndim == 2) != (color_mode == "grayscale"):
+        pixels = np.asarray(pillow().fromarray(pixels).convert("L" if color_mode == "grayscale" else "RGB"), dtype=np.uint8)
     if digits:
         from edge_runtime.digits import to_mnist_digit
 
