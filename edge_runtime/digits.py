@@ -29,7 +29,7 @@ Steps, for an image that is not already the model's size:
    a short loop); page edges and the table reach the image's sides and are
    dropped, the heaviest remaining group of digit size is the digit, and the groups
    near it carrying at least :data:`MIN_PART` of its ink are its other strokes.
-   Specks are too light or too far to count.
+   Specks are too small or too far away to count.
 6. **As MNIST was made** (from binary NIST scans): the digit's ink, as a binary
    image, is cropped, its longer side scaled to 20/28 of the target with
    antialiasing (which gives the strokes MNIST's soft edges), and centred by
