@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.records.manifest import Manifest
+
 # The seed of the published figures; change it and every photo changes.
 PHOTO_SEED = 16
 # Photos in the benchmark report's figure, in a full and a --quick run (the tests use 200).
@@ -195,10 +197,11 @@ def photo_of_size(digit: np.ndarray, megapixels: float, seed: int = PHOTO_SEED) 
 
 
 def digit_step_ms(megapixels: float, repeats: int) -> float:
-    """Median milliseconds :func:`edge_runtime.digits.to_mnist_digit` takes on a decoded photo of ``megapixels``.
+    """Median milliseconds a JPEG photo of ``megapixels`` takes to become a model's 28×28 digit.
 
-    Decoding is left out (every image model pays it, digits or not); the digit is
-    one of the samples embedded in ``edge_runtime``, so this runs on a device
+    What the CLI and ``serve`` pay before inference: :func:`edge_runtime.images.load_image`
+    (a JPEG decoded at a reduced scale, then :mod:`edge_runtime.digits`). The digit
+    is one of the samples embedded in ``edge_runtime``, so this runs on a device
     without the MNIST data set too.
 
     Parameters
@@ -213,35 +216,16 @@ def digit_step_ms(megapixels: float, repeats: int) -> float:
     float
         Milliseconds per photo.
     """
-    from edge_runtime.digits import to_mnist_digit
-    from edge_runtime.images import decode_image
-    from edge_runtime.selftest import load_samples
+    from edge_runtime.images import load_image
+    from edge_runtime.sample_set import embedded_digits
 
-    gray = decode_image(photo_of_size(load_samples().images[0], megapixels))
+    photo = photo_of_size(embedded_digits().inputs[0], megapixels)
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        to_mnist_digit(gray)
+        load_image(photo)
         times.append((time.perf_counter() - started) * 1000)
     return float(np.median(times))
-
-
-def reads_digits(manifest: dict[str, Any]) -> bool:
-    """Whether the manifest's model reads MNIST-style digits (and so gets photos through the digit pipeline).
-
-    Schema 1 says so with ``preprocessing.foreground == "light-on-dark"``; schema 2
-    will say it with ``input.digits``. This is the one place that reads it.
-
-    Examples
-    --------
-    >>> reads_digits({"schema_version": 1, "preprocessing": {"foreground": "light-on-dark"}})
-    True
-    >>> reads_digits({"schema_version": 2, "input": {"digits": False}})
-    False
-    """
-    if manifest.get("schema_version") == 1:
-        return (manifest.get("preprocessing") or {}).get("foreground") == "light-on-dark"
-    return bool((manifest.get("input") or {}).get("digits"))
 
 
 def _mnist_test() -> tuple[np.ndarray, np.ndarray] | None:
@@ -263,15 +247,16 @@ def _accuracy(model: Any, images: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(predicted == np.asarray(labels)))
 
 
-def measure_digit_photos(artifact_dir: Path, manifest: dict[str, Any], quick: bool = False) -> dict[str, Any]:
+def measure_digit_photos(artifact_dir: Path, manifest: Manifest, quick: bool = False) -> dict[str, Any]:
     """Accuracy of every artifact on the photo set next to plain MNIST, and the digit step's time per photo.
 
     Parameters
     ----------
     artifact_dir : Path
         The artifacts and their ``manifest.json``.
-    manifest : dict
-        The parsed manifest.
+    manifest : Manifest
+        The directory's manifest record; only models whose input is MNIST-style
+        digits (``input.digits``) are measured.
     quick : bool
         :data:`QUICK_PHOTOS` photos and 3 timed runs per size instead of
         :data:`BENCHMARK_PHOTOS` and 7.
@@ -283,7 +268,7 @@ def measure_digit_photos(artifact_dir: Path, manifest: dict[str, Any], quick: bo
         (per photo at 1 and 12 megapixels) and ``artifacts`` (name, backend,
         ``mnist_accuracy``, ``photo_accuracy``, or ``error``).
     """
-    if not reads_digits(manifest):
+    if not manifest.input.digits:
         return {"status": "skipped: the model does not read MNIST-style digits"}
     import edge_runtime
     from edge_runtime.errors import Keras2EdgeError
@@ -299,16 +284,15 @@ def measure_digit_photos(artifact_dir: Path, manifest: dict[str, Any], quick: bo
         return result
     images, labels = data
     photos = None
-    for art in manifest["artifacts"]:
+    for art in manifest.artifacts:
         try:
-            model = edge_runtime.load(artifact_dir / art["file"])
+            model = edge_runtime.load(artifact_dir / art.file)
         except Keras2EdgeError as exc:
-            result["artifacts"].append({"name": art["name"], "error": str(exc)})
+            result["artifacts"].append({"name": art.name, "error": str(exc)})
             continue
         if photos is None:  # every artifact of a manifest reads the same images
-            shape = tuple(model.preprocessing.image_shape)
-            photos = np.stack([load_image(jpeg, shape) for jpeg in digit_photos(images, count)])
-        result["artifacts"].append({"name": art["name"], "backend": model.backend,
+            photos = np.stack([load_image(jpeg, model.input.image_size) for jpeg in digit_photos(images, count)])
+        result["artifacts"].append({"name": art.name, "backend": model.backend,
                                     "mnist_accuracy": _accuracy(model, images, labels),
                                     "photo_accuracy": _accuracy(model, photos, labels[:count])})
     return result

@@ -170,7 +170,8 @@ def _digit_photos(doc: dict[str, Any]) -> list[str]:
                 _table(["artifact", "backend", "MNIST accuracy", "photo accuracy"], rows)]
     if result.get("step_ms"):
         times = ", ".join(f"{_ms(ms)} ms at {size}" for size, ms in result["step_ms"].items())
-        out += ["", f"Digit step (`edge_runtime.digits.to_mnist_digit`, after decoding), median per photo: {times}."]
+        out += ["", f"From JPEG to digit (`load_image`: reduced-scale decode, then `edge_runtime.digits`), "
+                    f"median per photo: {times}."]
     return out
 
 

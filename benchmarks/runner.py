@@ -466,7 +466,7 @@ def run_benchmarks(config: BenchConfig, manifest: dict[str, Any], parity: dict[s
         records += measure_cold_start(config, manifest, images_path, notes)
         records += measure_keras(config, manifest, images_path, notes)
     progress("digit photos: accuracy on photo-like JPEGs and the digit step's time")
-    photos = digit_photos.measure_digit_photos(config.artifact_dir, manifest, config.quick)
+    photos = digit_photos.measure_digit_photos(config.artifact_dir, Manifest.from_json(manifest), config.quick)
     machine["state_after"] = thermal_state()
     busy = _busy_note(machine)
     if busy:

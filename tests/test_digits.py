@@ -8,7 +8,6 @@ cast, noise, JPEG); the benchmark report measures a larger set of the same photo
 from __future__ import annotations
 
 import io
-import json
 
 import numpy as np
 import pytest
@@ -22,10 +21,10 @@ from benchmarks.digit_photos import (
     measure_digit_photos,
     photo_of_digit,
     photo_of_size,
-    reads_digits,
 )
 from edge_runtime.digits import to_mnist_digit
 from edge_runtime.images import decode_image, load_image
+from edge_runtime.records.manifest import Manifest
 
 TEST_PHOTOS = 200
 
@@ -150,21 +149,14 @@ def test_photos_are_jpegs_of_the_stated_page_sizes(photos):
             assert 240 <= min(image.size) <= 400 and max(image.size) <= 1.45 * min(image.size) + 1
 
 
-def test_manifest_says_whether_a_model_reads_digits(small_mlp_artifacts):
-    manifest = json.loads((small_mlp_artifacts / "manifest.json").read_text())
-    assert reads_digits(manifest)
-    assert not reads_digits({**manifest, "preprocessing": {**manifest["preprocessing"], "foreground": "any"}})
-    assert reads_digits({"schema_version": 2, "input": {"digits": True}})
-
-
 def test_benchmark_measures_photo_accuracy_next_to_mnist(monkeypatch, small_mlp_artifacts):
     import benchmarks.digit_photos as digit_photos_module
 
     monkeypatch.setattr(digit_photos_module, "QUICK_PHOTOS", 40)
-    manifest = json.loads((small_mlp_artifacts / "manifest.json").read_text())
+    manifest = Manifest.read(small_mlp_artifacts)
     result = measure_digit_photos(small_mlp_artifacts, manifest, quick=True)
     assert result["status"] == "measured" and result["photos"] == 40
-    assert {a["name"] for a in result["artifacts"]} == {a["name"] for a in manifest["artifacts"]}
+    assert {a["name"] for a in result["artifacts"]} == {a.name for a in manifest.artifacts}
     for art in result["artifacts"]:
         assert 0.9 <= art["mnist_accuracy"] <= 1 and 0.5 <= art["photo_accuracy"] <= 1, art
     assert all(ms > 0 for ms in result["step_ms"].values()) and set(result["step_ms"]) == {"1 MP", "12 MP"}
@@ -178,11 +170,11 @@ def test_benchmark_skips_photo_accuracy_without_mnist_data(monkeypatch, tmp_path
     import train.data
 
     monkeypatch.setattr(train.data, "BUNDLED_DIR", tmp_path / "absent")  # as on a device: no MNIST copy
-    manifest = json.loads((small_mlp_artifacts / "manifest.json").read_text())
+    manifest = Manifest.read(small_mlp_artifacts)
     result = measure_digit_photos(small_mlp_artifacts, manifest, quick=True)
     assert result["status"] == SKIPPED_NO_DATA and result["artifacts"] == []
     assert set(result["step_ms"]) == {"1 MP", "12 MP"}  # the digit step is still timed
     text = "\n".join(report._digit_photos({"digit_photos": result}))
     assert "skipped: no MNIST data" in text
-    not_digits = {**manifest, "preprocessing": {**manifest["preprocessing"], "foreground": "any"}}
+    not_digits = manifest._replace(input=manifest.input._replace(digits=False))
     assert measure_digit_photos(small_mlp_artifacts, not_digits)["status"].startswith("skipped")
