@@ -29,26 +29,60 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def positive_int(text: str) -> int:
-    """``argparse`` type for counts and limits (threads, workers, sizes): an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def int_in_range(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An ``argparse`` type for a whole number in ``[minimum, maximum]``: counts, limits, ports.
+
+    One rule and one message for every such option of every command, so they
+    refuse bad values alike.
+
+    Examples
+    --------
+    >>> int_in_range(0, 65535)("8080")
+    8080
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """``argparse`` type for durations: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-    return value
+def float_in_range(minimum: float, maximum: float | None = None, *, above_minimum: bool = False) -> Callable[[str], float]:
+    """An ``argparse`` type for a finite number in ``[minimum, maximum]`` (``(minimum, ...`` with ``above_minimum``).
+
+    Examples
+    --------
+    >>> float_in_range(0, 1)("0.5")
+    0.5
+    """
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        low_ok = value > minimum if above_minimum else value >= minimum
+        if not (low_ok and value < float("inf") and (maximum is None or value <= maximum)):
+            if maximum is not None:
+                bound = f"between {minimum:g} and {maximum:g}"
+            else:
+                bound = f"greater than {minimum:g}" if above_minimum else f"at least {minimum:g}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    return parse
+
+
+# Counts and limits (threads, workers, sizes), and durations.
+positive_int = int_in_range(1)
+positive_float = float_in_range(0, above_minimum=True)
 
 
 def run_cli(prog: str, main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:

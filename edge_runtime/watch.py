@@ -51,7 +51,7 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 
 from edge_runtime.backends import BACKEND_NAMES
-from edge_runtime.cli_support import positive_float, positive_int
+from edge_runtime.cli_support import float_in_range, positive_float, positive_int
 from edge_runtime.errors import DataError, InputError, Keras2EdgeError
 from edge_runtime.frames import Frame, FrameSource, open_source
 from edge_runtime.images import fit_image
@@ -536,17 +536,6 @@ def _stop_on_signals(watch: Watch) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _probability(text: str) -> float:
-    """``argparse`` type for ``--threshold``: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a probability between 0 and 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
-
-
 def _frame_size(text: str) -> tuple[int, int]:
     """``argparse`` type for ``--size``: ``WIDTHxHEIGHT``."""
     width, sep, height = text.lower().partition("x")
@@ -604,7 +593,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     subset = parser.add_mutually_exclusive_group()
     subset.add_argument("--every", type=positive_int, default=None, metavar="N", help="classify every N-th frame")
     subset.add_argument("--fps", type=positive_float, default=None, metavar="F", help="classify at most F frames per second")
-    parser.add_argument("--threshold", type=_probability, default=0.0, metavar="P", help="report only frames whose top probability is at least P")
+    parser.add_argument("--threshold", type=float_in_range(0, 1), default=0.0, metavar="P", help="report only frames whose top probability is at least P")
     parser.add_argument("--on-change", action="store_true", help="report only frames whose label differs from the last one reported")
     parser.add_argument("--max-frames", type=positive_int, default=None, metavar="N", help="stop after classifying N frames")
     parser.add_argument("--realtime", action="store_true", help="play a video file at its own frame rate, dropping frames the model has no time for")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_runtime.backends import BACKEND_NAMES
-from edge_runtime.cli_support import positive_float, positive_int
+from edge_runtime.cli_support import int_in_range, positive_float, positive_int
 from edge_runtime.errors import Keras2EdgeError
 from edge_runtime.serve import config as defaults
 from edge_runtime.serve.config import ServeConfig
@@ -78,26 +78,6 @@ def read_token(path: Path) -> str:
     return token
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0..65535, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
 def add_subparser(subparsers: Any) -> None:
     """Register ``serve`` with the ``python -m edge_runtime`` command registry."""
     parser = subparsers.add_parser(
@@ -112,7 +92,7 @@ def add_subparser(subparsers: Any) -> None:
         "--host", default=defaults.DEFAULT_HOST, help="address to bind (default %(default)s, this machine only)"
     )
     parser.add_argument(
-        "--port", type=_port, default=defaults.DEFAULT_PORT, help="TCP port, 0 = any free port (default %(default)s)"
+        "--port", type=int_in_range(0, 65535), default=defaults.DEFAULT_PORT, help="TCP port, 0 = any free port (default %(default)s)"
     )
     parser.add_argument(
         "--workers",
@@ -166,7 +146,7 @@ def add_subparser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--max-wait-us",
-        type=_non_negative_int,
+        type=int_in_range(0),
         default=defaults.DEFAULT_MAX_WAIT_US,
         help="microseconds a batch may wait for requests still being received; never waits when "
         "none are (default %(default)s)",
