@@ -149,10 +149,11 @@ def test_info_describes_the_input(rgb_cnn_artifacts, feature_mlp_artifacts, capf
 
 
 @pytest.mark.parametrize("fixture", ["rgb_cnn_artifacts", "feature_mlp_artifacts"])
-def test_selftest_passes_on_the_samples_of_any_model(request, fixture, capsys):
+@pytest.mark.parametrize("file", [kind.file_name for kind in ALL_KINDS])
+def test_selftest_passes_on_the_samples_of_any_model(request, fixture, file, capsys):
     from edge_runtime.selftest import main as selftest_main
 
     directory = request.getfixturevalue(fixture)
-    assert run_cli("selftest", selftest_main, [str(directory / "tflite_int8.tflite"), "--json"]) == 0
+    assert run_cli("selftest", selftest_main, [str(directory / file), "--json"]) == 0, capsys.readouterr().out
     result = json.loads(capsys.readouterr().out)
     assert result["passed"] and result["samples"] == 32 and result["sample_source"].endswith("samples.npz")
