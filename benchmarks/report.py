@@ -151,6 +151,30 @@ def _artifacts(doc: dict[str, Any]) -> list[str]:
                     "agreement", "within gate"], rows), "", f"![size vs accuracy]({SIZE_CHART})"]
 
 
+def _digit_photos(doc: dict[str, Any]) -> list[str]:
+    """Accuracy on photos of handwritten digits next to plain MNIST, and the digit step's time."""
+    result = doc.get("digit_photos")
+    if not result:
+        return []
+    out = ["## Digit photos", ""]
+    if result["status"] != "measured":
+        out.append(f"Photo-set accuracy {result['status']}.")
+    else:
+        rows = [[f"`{a['name']}`", a.get("backend", "–"), _fmt(a.get("mnist_accuracy"), 4),
+                 _fmt(a.get("photo_accuracy"), 4)] if "error" not in a else [f"`{a['name']}`", a["error"], "–", "–"]
+                for a in result["artifacts"]]
+        out += [f"{result['photos']} photo-like JPEGs of the first {result['photos']} MNIST test digits "
+                f"(`benchmarks/digit_photos.py`, seed {result['seed']}: dark ink on paper, off-centre, rotated, "
+                "blurred, light falling off across the page, colour cast, noise, JPEG quality 70–95), each read by "
+                "`load_image` as a device reads a photo, next to the 10,000 plain MNIST test images.", "",
+                _table(["artifact", "backend", "MNIST accuracy", "photo accuracy"], rows)]
+    if result.get("step_ms"):
+        times = ", ".join(f"{_ms(ms)} ms at {size}" for size, ms in result["step_ms"].items())
+        out += ["", f"From JPEG to digit (`load_image`: reduced-scale decode, then `edge_runtime.digits`), "
+                    f"median per photo: {times}."]
+    return out
+
+
 def _latency_rows(doc: dict[str, Any], subjects: Sequence[str]) -> list[dict[str, Any]]:
     return [r for r in doc["records"] if r["kind"] == "latency" and r["subject"] in subjects]
 
@@ -265,7 +289,7 @@ def render_markdown(doc: dict[str, Any], other: dict[str, Any] | None = None, ot
            f"{machine_line(doc['machine'])}", ""]
     if doc["notes"]:
         out += ["**Notes:**", ""] + [f"- {n}" for n in doc["notes"]] + [""]
-    for section in (_summary, _artifacts, _latency, _ratios, _cold, _keras, _machine):
+    for section in (_summary, _artifacts, _digit_photos, _latency, _ratios, _cold, _keras, _machine):
         lines = section(doc)
         if lines:
             out += lines + [""]

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import baselines, coldstart
+from benchmarks import baselines, coldstart, digit_photos
 from benchmarks.machine import machine_info, thermal_state
 from benchmarks.stats import DEFAULT_POLICY, QUICK_POLICY, TimingPolicy, measure_interleaved
 from edge_runtime.errors import BackendError, DataError, ManifestError
@@ -442,7 +442,8 @@ def run_benchmarks(config: BenchConfig, manifest: dict[str, Any], parity: dict[s
         ``schema_version``, ``created``, ``mode``, ``config``, ``machine``
         (with ``state`` before and ``state_after``), ``artifacts``, ``records``
         (one per measurement: ``kind`` ``latency`` or ``cold_start``),
-        ``cold_start`` (medians), ``ratios``, ``summary`` and ``notes``.
+        ``cold_start`` (medians), ``ratios``, ``summary``, ``notes`` and
+        ``digit_photos`` (:func:`benchmarks.digit_photos.measure_digit_photos`).
     """
     started = time.perf_counter()
     notes: list[str] = ["edge_runtime's `tensorflow` backend is not benchmarked: it would load TensorFlow into the "
@@ -464,6 +465,8 @@ def run_benchmarks(config: BenchConfig, manifest: dict[str, Any], parity: dict[s
         progress(f"cold start: {config.cold_repeats} fresh process(es) per subject")
         records += measure_cold_start(config, manifest, images_path, notes)
         records += measure_keras(config, manifest, images_path, notes)
+    progress("digit photos: accuracy on photo-like JPEGs and the digit step's time")
+    photos = digit_photos.measure_digit_photos(config.artifact_dir, Manifest.from_json(manifest), config.quick)
     machine["state_after"] = thermal_state()
     busy = _busy_note(machine)
     if busy:
@@ -485,6 +488,7 @@ def run_benchmarks(config: BenchConfig, manifest: dict[str, Any], parity: dict[s
         "machine": machine,
         "artifacts": artifacts,
         "keras_accuracy": ((parity or {}).get("keras") or {}).get("accuracy"),
+        "digit_photos": photos,
         "records": records,
         "cold_start": cold,
         "ratios": ratios,

@@ -202,3 +202,27 @@ def test_unknown_colour_mode_and_colour_digits_are_refused(tmp_path):
         load_image(tmp_path / "z.png", color_mode="cmyk", digits=False)
     with pytest.raises(DataError, match="digit pipeline reads grayscale"):
         load_image(tmp_path / "z.png", color_mode="rgb")
+
+
+def test_big_jpeg_decodes_at_reduced_scale_only_when_asked_and_only_for_jpeg(mnist):
+    from benchmarks.digit_photos import photo_of_size
+    from edge_runtime.images import decode_image
+
+    jpeg = photo_of_size(mnist.x_test[0], 4)
+    full = decode_image(jpeg)
+    reduced = decode_image(jpeg, min_side=400)
+    assert min(reduced.shape) >= 400 and reduced.size * 4 <= full.size  # the decoder's 1/2 scale or less
+    png = _png_bytes(np.asarray(Image.open(io.BytesIO(jpeg)).convert("L")))
+    assert decode_image(png, min_side=400).shape == full.shape  # only JPEG decoders can scale
+
+
+def test_digit_photos_read_the_same_from_a_reduced_scale_decode(mnist, small_mlp_artifacts):
+    from benchmarks.digit_photos import photo_of_size
+    from edge_runtime.digits import to_mnist_digit
+    from edge_runtime.images import decode_image
+
+    model = edge_runtime.load(small_mlp_artifacts / "tflite_int8.tflite")
+    photos = [photo_of_size(mnist.x_test[i], 4, seed=100 + i) for i in range(12)]
+    full = np.stack([to_mnist_digit(decode_image(p)) for p in photos])  # every pixel decoded
+    fast = np.stack([load_image(p) for p in photos])  # what the CLI and serve do: reduced-scale decode
+    assert model.classify(fast) == model.classify(full)

@@ -95,7 +95,10 @@ def _refuse_image_options(source: str, image_size: tuple[int, int] | None, color
 
 def _find_idx_files(directory: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
-    names = sorted(p.name for p in directory.iterdir() if p.is_file())
+    try:
+        names = sorted(p.name for p in directory.iterdir() if p.is_file())
+    except OSError as exc:  # e.g. the bundled MNIST, which a device wheel leaves out
+        raise DataError(f"{directory}: cannot list the IDX files ({exc.strerror or exc})") from None
     for role, stem in _ROLES.items():
         matches = [n for n in names if re.fullmatch(stem + r"(\.gz)?", n)]
         if not matches:

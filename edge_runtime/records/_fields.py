@@ -180,8 +180,22 @@ def check_schema(fields: Fields, supported: tuple[int, ...], upgrade_hint: str) 
     return version
 
 
-def write_document(path: str | Path, document: dict[str, Any]) -> None:
-    """Write ``document`` atomically as indented JSON (see :mod:`edge_runtime.atomic`)."""
+def document_path(location: str | Path, name: str) -> Path:
+    """``location`` when it names the file ``name`` itself, else ``location/name`` (a directory, existing or not).
+
+    Examples
+    --------
+    >>> document_path("out/artifacts", "manifest.json").as_posix(), document_path("a/manifest.json", "manifest.json").as_posix()
+    ('out/artifacts/manifest.json', 'a/manifest.json')
+    """
+    path = Path(location)
+    return path if path.name == name else path / name
+
+
+def write_document(directory: str | Path, name: str, document: dict[str, Any]) -> Path:
+    """Write ``document`` atomically as indented JSON into ``directory/name`` and return the path."""
     from edge_runtime.atomic import write_json
 
-    write_json(path, document)
+    target = Path(directory) / name
+    write_json(target, document)
+    return target

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from edge_runtime.errors import RecordError
-from edge_runtime.records._fields import Fields, check_schema, read_document, write_document
+from edge_runtime.records._fields import Fields, check_schema, document_path, read_document, write_document
 
 BUNDLE_NAME = "bundle.json"
 SCHEMA_VERSION = 2
@@ -89,13 +89,9 @@ class BundleRecord(NamedTuple):
     @classmethod
     def read(cls, location: str | Path) -> "BundleRecord":
         """Read ``location`` (``bundle.json`` or the bundle directory)."""
-        path = Path(location)
-        if path.name != BUNDLE_NAME:  # a directory, existing or not
-            path = path / BUNDLE_NAME
+        path = document_path(location, BUNDLE_NAME)
         return cls.from_json(read_document(path, RecordError, _HINT), str(path))
 
     def write(self, directory: str | Path) -> Path:
         """Write ``directory/bundle.json`` atomically."""
-        target = Path(directory) / BUNDLE_NAME
-        write_document(target, self.to_json())
-        return target
+        return write_document(directory, BUNDLE_NAME, self.to_json())

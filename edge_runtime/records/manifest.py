@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from edge_runtime.errors import ManifestError
-from edge_runtime.records._fields import Fields, check_schema, read_document, write_document
+from edge_runtime.records._fields import Fields, check_schema, document_path, read_document, write_document
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 2
@@ -481,17 +481,13 @@ class Manifest(NamedTuple):
     @classmethod
     def read(cls, location: str | Path) -> "Manifest":
         """Read ``location`` (a ``manifest.json`` or the directory holding one)."""
-        path = Path(location)
-        if path.name != MANIFEST_NAME:  # a directory, existing or not
-            path = path / MANIFEST_NAME
+        path = document_path(location, MANIFEST_NAME)
         doc = read_document(path, ManifestError, "pass a directory written by 'python -m convert'")
         return cls.from_json(doc, str(path), path)
 
     def write(self, directory: str | Path) -> Path:
         """Write ``directory/manifest.json`` atomically and return its path."""
-        target = Path(directory) / MANIFEST_NAME
-        write_document(target, self.to_json())
-        return target
+        return write_document(directory, MANIFEST_NAME, self.to_json())
 
 
 def _schema1_input(f: Fields) -> tuple[InputSpec, Preprocessing]:

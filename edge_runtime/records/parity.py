@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from edge_runtime.errors import RecordError
-from edge_runtime.records._fields import Fields, check_schema, read_document, write_document
+from edge_runtime.records._fields import Fields, check_schema, document_path, read_document, write_document
 
 PARITY_NAME = "parity.json"
 SCHEMA_VERSION = 1
@@ -109,9 +109,7 @@ class ParityRecord(NamedTuple):
     @classmethod
     def read(cls, location: str | Path) -> "ParityRecord":
         """Read ``location`` (``parity.json`` or the artifact directory holding it)."""
-        path = Path(location)
-        if path.name != PARITY_NAME:  # a directory, existing or not
-            path = path / PARITY_NAME
+        path = document_path(location, PARITY_NAME)
         return cls.from_json(read_document(path, RecordError, _HINT), str(path))
 
     @classmethod
@@ -122,6 +120,4 @@ class ParityRecord(NamedTuple):
 
     def write(self, directory: str | Path) -> Path:
         """Write ``directory/parity.json`` atomically."""
-        target = Path(directory) / PARITY_NAME
-        write_document(target, self.to_json())
-        return target
+        return write_document(directory, PARITY_NAME, self.to_json())

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from edge_runtime.errors import RecordError
-from edge_runtime.records._fields import Fields, check_schema, read_document, write_document
+from edge_runtime.records._fields import Fields, check_schema, document_path, read_document, write_document
 from edge_runtime.records.manifest import InputSpec, Preprocessing
 
 TRAINING_NAME = "training.json"
@@ -81,9 +81,7 @@ class TrainingRecord(NamedTuple):
     @classmethod
     def read(cls, location: str | Path) -> "TrainingRecord":
         """Read ``location`` (``training.json`` or the directory holding it)."""
-        path = Path(location)
-        if path.name != TRAINING_NAME:  # a directory, existing or not
-            path = path / TRAINING_NAME
+        path = document_path(location, TRAINING_NAME)
         return cls.from_json(read_document(path, RecordError, _HINT), str(path))
 
     @classmethod
@@ -94,9 +92,7 @@ class TrainingRecord(NamedTuple):
 
     def write(self, directory: str | Path) -> Path:
         """Write ``directory/training.json`` atomically."""
-        target = Path(directory) / TRAINING_NAME
-        write_document(target, self.to_json())
-        return target
+        return write_document(directory, TRAINING_NAME, self.to_json())
 
 
 def _schema1_input(dataset: Fields, architecture: str) -> tuple[InputSpec, Preprocessing, tuple[str, ...]]:

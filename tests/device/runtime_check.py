@@ -109,7 +109,7 @@ def check_bundle(bundle: Path) -> None:
         (work / artifact.name).write_bytes(bytes(tampered))
         expect(ManifestError, "artifact whose sha256 differs from manifest.json", lambda: edge_runtime.load(work / artifact.name))
 
-    wrong = (3, *(d - 1 for d in spec.shape))
+    wrong = (3, *(d + 1 for d in spec.shape))
     expect(InputError, f"wrong input shape {wrong}", lambda: default.predict(np.zeros(wrong, samples.inputs.dtype)))
     expect(InputError, "NaN in float input", lambda: default.predict(np.full((1, spec.size), np.nan, np.float32)))
     expect(InputError, "empty batch", lambda: default.predict(np.zeros((0, *samples.inputs.shape[1:]), samples.inputs.dtype)))
