@@ -20,9 +20,11 @@ fast HTTP API in front of :func:`edge_runtime.load`. One module per job:
 Endpoints (see :mod:`edge_runtime.serve.routes`)::
 
     POST /v1/predict   PNG/JPEG body, or JSON {"images": [28x28 lists]} / {"images_b64": [...]}
+                       / {"features": [[...], ...]} (feature models)
     GET  /healthz      model loaded and a self-check inference gives the start-up answer
     GET  /v1/model     manifest summary of the loaded artifact
     GET  /metrics      Prometheus text format
+    GET  /             a web page to try the model from a browser (``--no-ui``: off)
 
 Why this HTTP stack, measured: the same PNG request (decode, one int8 MLP ``predict``,
 JSON answer) behind five stacks, one process each, ``wrk -t1 -c16`` for 4 s, the

@@ -83,7 +83,8 @@ def add_subparser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="serve a model over HTTP",
-        description="Serve MODEL over HTTP: POST /v1/predict, GET /healthz, /v1/model, /metrics.",
+        description="Serve MODEL over HTTP: POST /v1/predict, GET /healthz, /v1/model, /metrics, "
+        "and a web page at / to try the model from a browser.",
     )
     parser.add_argument(
         "model", type=Path, metavar="MODEL", help=".tflite or .onnx artifact (its manifest.json beside it is used)"
@@ -152,6 +153,9 @@ def add_subparser(subparsers: Any) -> None:
         "none are (default %(default)s)",
     )
     parser.add_argument(
+        "--no-ui", dest="ui", action="store_false", help="do not serve the web page at / (the API only)"
+    )
+    parser.add_argument(
         "--backend", choices=BACKEND_NAMES, default="auto", help="inference backend (default %(default)s)"
     )
     parser.add_argument(
@@ -184,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
         keepalive_requests=args.keepalive_requests,
         max_batch=args.max_batch,
         max_wait_us=args.max_wait_us,
+        ui=args.ui,
     )
     if args.workers > 1:
         return Supervisor(config, args.model, args.backend, args.threads, args.workers).run()

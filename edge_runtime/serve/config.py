@@ -77,6 +77,9 @@ class ServeConfig:
     max_wait_us
         Microseconds a batch may wait for requests that are being received when the
         batch is started; 0 never waits. Nothing waits when no other request is in flight.
+    ui
+        Serve the web page at ``GET /`` (``--no-ui`` turns it off, for a server that
+        only other programs talk to).
 
     Examples
     --------
@@ -95,3 +98,4 @@ class ServeConfig:
     keepalive_requests: int = DEFAULT_KEEPALIVE_REQUESTS
     max_batch: int = DEFAULT_MAX_BATCH
     max_wait_us: int = DEFAULT_MAX_WAIT_US
+    ui: bool = True

@@ -85,12 +85,15 @@ class Route:
     at once or later from the event loop (for work done elsewhere); an
     :class:`HTTPError` it raises becomes the answer. ``reads_body`` routes get the
     request body (bounded by ``--max-body-bytes``); the others are answered without
-    reading one.
+    reading one. ``public`` routes are answered without the bearer token: only the
+    web page's static files, which hold no secret, and which a browser must load
+    before it can ask for the token (a navigation cannot send ``Authorization``).
     """
 
     methods: tuple[str, ...]
     handler: Callable[[Any, Request, Connection], None]
     reads_body: bool = False
+    public: bool = False
 
 
 def json_error(exc: HTTPError) -> bytes:
@@ -367,7 +370,8 @@ class Connection(asyncio.Protocol):
         route = self.route = self.server.routes.get(path)
         self.body_left = declared_length(headers, None)  # what to discard if answered early
         try:
-            self._authorize(headers)
+            if route is None or not route.public:  # unknown paths too: 401 tells a prober nothing
+                self._authorize(headers)
             if route is None:
                 raise HTTPError(HTTPStatus.NOT_FOUND, f"no such endpoint: {path[:100]}")
             if method not in route.methods:

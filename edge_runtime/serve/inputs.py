@@ -8,7 +8,10 @@ Accepted bodies:
 - ``application/json`` ``{"images": [...]}``: a list of 2-D pixel arrays (or
   height x width x channels arrays for colour models), uint8 integers 0..255 or
   floats already scaled to [0, 1];
-- ``application/json`` ``{"images_b64": [...]}``: a list of base64-encoded PNG/JPEG files.
+- ``application/json`` ``{"images_b64": [...]}``: a list of base64-encoded PNG/JPEG files;
+- ``application/json`` ``{"features": [[...], ...]}``: for feature models (``model.input.kind
+  == "features"``), a list of rows of F raw feature values each, in the manifest's
+  ``feature_names`` order (the model standardises them itself).
 
 Keeping every input format in this one module means a new kind of input (colour
 images, feature vectors) changes this file and nothing in the HTTP, batching or
@@ -20,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from http import HTTPStatus
 from typing import Any
 
@@ -34,7 +38,7 @@ IMAGE_TYPES = ("image/png", "image/jpeg")
 
 
 def decode_request(body: bytes, content_type: str, spec: InputSpec, max_images: int) -> np.ndarray:
-    """Turn one request body into one batch ``(N, H, W)`` or ``(N, H, W, C)`` for a single ``predict`` call.
+    """Turn one request body into one batch for a single ``predict`` call.
 
     Parameters
     ----------
@@ -50,14 +54,16 @@ def decode_request(body: bytes, content_type: str, spec: InputSpec, max_images: 
     Returns
     -------
     numpy.ndarray
-        uint8 or float32 ``(N, H, W)``; the dtype is kept so that ``predict`` applies
-        the same scaling rules to JSON input as to an array passed in Python.
+        Images: uint8 or float32 ``(N, H, W)`` / ``(N, H, W, C)``; the dtype is kept so
+        that ``predict`` applies the same scaling rules to JSON input as to an array
+        passed in Python. Features: float32 ``(N, F)``.
 
     Raises
     ------
     HTTPError
-        415 unknown content type, 400 malformed body (the message names the item), 413
-        too many images.
+        415 unknown content type (or an image sent to a feature model), 400 malformed
+        body (the message names the item) or the wrong kind of input for the model,
+        413 too many images or rows.
 
     Examples
     --------
@@ -67,9 +73,16 @@ def decode_request(body: bytes, content_type: str, spec: InputSpec, max_images: 
     Traceback (most recent call last):
     ...
     edge_runtime.serve.http.HTTPError: no images in the request
+    >>> decode_request(b'{"features": [[1, 2.5]]}', "application/json", InputSpec("features", (2,), None), 8)
+    array([[1. , 2.5]], dtype=float32)
     """
     media_type = content_type.split(";")[0].strip().lower()
     if media_type in IMAGE_TYPES:
+        if not spec.is_image:
+            raise HTTPError(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                f'this model takes {spec.describe()}, not images: send JSON {{"features": [[...], ...]}}',
+            )
         return _decode_image(body, "body", spec)[np.newaxis]
     if media_type != "application/json":
         raise HTTPError(
@@ -80,17 +93,26 @@ def decode_request(body: bytes, content_type: str, spec: InputSpec, max_images: 
         document = json.loads(body)
     except (ValueError, RecursionError) as exc:
         raise HTTPError(HTTPStatus.BAD_REQUEST, f"body is not valid JSON: {exc}") from None
-    keys = sorted(set(document) & {"images", "images_b64"}) if isinstance(document, dict) else []
+    keys = sorted(set(document) & {"images", "images_b64", "features"}) if isinstance(document, dict) else []
     if len(keys) != 1 or not isinstance(document[keys[0]], list):
-        raise HTTPError(HTTPStatus.BAD_REQUEST, 'JSON body must be an object with a list "images" or "images_b64"')
+        raise HTTPError(
+            HTTPStatus.BAD_REQUEST,
+            'JSON body must be an object with a list "images" or "images_b64" (image models) or "features"',
+        )
     items = document[keys[0]]
+    if (keys[0] == "features") == spec.is_image:
+        wanted = '"images" or "images_b64"' if spec.is_image else '"features"'
+        raise HTTPError(HTTPStatus.BAD_REQUEST, f'this model takes {spec.describe()}: send {wanted}, not "{keys[0]}"')
+    what = "rows" if keys[0] == "features" else "images"
     if not items:
-        raise HTTPError(HTTPStatus.BAD_REQUEST, "no images in the request")
+        raise HTTPError(HTTPStatus.BAD_REQUEST, f"no {what} in the request")
     if len(items) > max_images:
         raise HTTPError(
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            f"{len(items)} images in one request; the limit is {max_images} (--max-images)",
+            f"{len(items)} {what} in one request; the limit is {max_images} (--max-images)",
         )
+    if keys[0] == "features":
+        return _feature_rows(items, spec.shape[0])
     if keys[0] == "images_b64":
         return np.stack([_decode_image(_b64(item, i), f"images_b64[{i}]", spec) for i, item in enumerate(items)])
     return _pixel_array(items)
@@ -118,6 +140,27 @@ def _decode_image(data: bytes, where: str, spec: InputSpec) -> np.ndarray:
         )
     except Keras2EdgeError as exc:
         raise HTTPError(HTTPStatus.BAD_REQUEST, str(exc)) from None
+
+
+def _feature_rows(rows: list[Any], count: int) -> np.ndarray:
+    """JSON rows of raw feature values -> float32 ``(N, F)``; errors name the row."""
+    values: list[list[float]] = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != count:
+            got = f"{len(row)} values" if isinstance(row, list) else type(row).__name__
+            raise HTTPError(HTTPStatus.BAD_REQUEST, f"features[{i}] must be a list of {count} numbers, got {got}")
+        values.append([_finite(value, i) for value in row])
+    return np.asarray(values, dtype=np.float32)
+
+
+def _finite(value: object, row: int) -> float:
+    """One feature value; bool (an int to Python) and json.loads's NaN/Infinity are not measurements."""
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    except OverflowError:  # an integer too large for a float
+        pass
+    raise HTTPError(HTTPStatus.BAD_REQUEST, f"features[{row}] must hold only finite numbers, got {str(value)[:40]}")
 
 
 def _pixel_array(items: list[Any]) -> np.ndarray:

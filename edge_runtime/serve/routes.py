@@ -3,23 +3,44 @@
 Endpoints::
 
     POST /v1/predict   PNG/JPEG body, or JSON {"images": [28x28 lists]} / {"images_b64": [...]}
+                       / {"features": [[...], ...]} (feature models)
     GET  /healthz      model loaded and a self-check inference gives the start-up answer
     GET  /v1/model     manifest summary of the loaded artifact and the server's limits
     GET  /metrics      Prometheus text format, summed over all worker processes
+    GET  /             the web page (and its files under /ui/): try the model from a browser
 
-Adding an endpoint (a static page at ``GET /``, say) is one function here and one
-entry in :data:`ROUTES`; the protocol, limits, token check, metrics and access log
-apply to it unchanged.
+Adding an endpoint is one function here and one entry in :data:`ROUTES`; the
+protocol, limits, token check, metrics and access log apply to it unchanged.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from functools import cache
+from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 from edge_runtime.serve.batching import BUSY, Job
-from edge_runtime.serve.http import Connection, Request, Route, json_error
+from edge_runtime.serve.http import Connection, HTTPError, Request, Route, json_error
+
+# The page's files, shipped as package data: plain HTML, CSS and JavaScript, no build step.
+UI_DIR = Path(__file__).with_name("ui")
+# URL path -> (file in UI_DIR, Content-Type).
+UI_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/ui/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/ui/app.css": ("app.css", "text/css; charset=utf-8"),
+    "/ui/icon.svg": ("icon.svg", "image/svg+xml"),
+}
+# The page may load nothing but its own files and talk to nothing but this server;
+# no other site may frame it (it can hold the bearer token).
+UI_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def _json(document: object) -> bytes:
@@ -83,10 +104,29 @@ def metrics(server: Any, request: Request, connection: Connection) -> None:
     connection.reply(request, 200, server.metrics.render(labels).encode(), "text/plain; version=0.0.4; charset=utf-8")
 
 
+@cache
+def _ui_file(name: str) -> bytes:
+    """A file of the page, read once per process (the files are a few kB and never change)."""
+    return (UI_DIR / name).read_bytes()
+
+
+def page(server: Any, request: Request, connection: Connection) -> None:
+    """``GET /`` and the page's files: a browser UI on ``/v1/model`` and ``/v1/predict``.
+
+    Answered without the token: the files hold no secret, and the page asks for the
+    token and sends it with its API calls. With ``--no-ui`` every path of the page is 404.
+    """
+    if not server.config.ui:
+        raise HTTPError(HTTPStatus.NOT_FOUND, f"no such endpoint: {request.path} (the web page is off: --no-ui)")
+    name, content_type = UI_FILES[request.path]
+    connection.reply(request, 200, _ui_file(name), content_type, UI_HEADERS)
+
+
 # path -> route. Anything else is 404 (unknown path) or 405 (wrong method).
 ROUTES: dict[str, Route] = {
     "/v1/predict": Route(("POST",), predict, reads_body=True),
     "/healthz": Route(("GET",), healthz),
     "/v1/model": Route(("GET",), model_info),
     "/metrics": Route(("GET",), metrics),
+    **{path: Route(("GET", "HEAD"), page, public=True) for path in UI_FILES},
 }
