@@ -721,3 +721,21 @@ def test_backend_failure_during_predict_is_a_500_not_the_clients_fault(model_pat
         failing.fail = edge_runtime.BackendError("litert failed to run tflite_int8.tflite")
         reply = call(server, "POST", "/v1/predict", encode(mnist.x_test[0]), {"Content-Type": "image/png"})
     assert "litert failed to run" in assert_json_error(reply, 500)["error"]
+
+
+@pytest.mark.parametrize(("fmt", "media_type"), [("GIF", "image/gif"), ("BMP", "image/bmp"), ("WEBP", "image/webp"),
+                                                 ("TIFF", "image/tiff")])
+def test_any_image_format_pillow_reads_is_classified_like_the_png(served, mnist, fmt, media_type):
+    import io
+
+    from PIL import Image
+
+    server, _ = served
+    answers = []
+    for kind, mime in (("PNG", "image/png"), (fmt, media_type)):
+        buffer = io.BytesIO()
+        Image.fromarray(mnist.x_test[3]).save(buffer, format=kind, **({"lossless": True} if kind == "WEBP" else {}))
+        status, _, body = call(server, "POST", "/v1/predict", buffer.getvalue(), {"Content-Type": mime})
+        assert status == 200, body
+        answers.append(json.loads(body)["probabilities"])
+    assert answers[0] == answers[1]

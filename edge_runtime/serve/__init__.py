@@ -19,7 +19,7 @@ fast HTTP API in front of :func:`edge_runtime.load`. One module per job:
 
 Endpoints (see :mod:`edge_runtime.serve.routes`)::
 
-    POST /v1/predict   PNG/JPEG body, or JSON {"images": [28x28 lists]} / {"images_b64": [...]}
+    POST /v1/predict   an image body (image/*), or JSON {"images": [HxW(xC) lists]} / {"images_b64": [...]}
                        / {"features": [[...], ...]} (feature models)
     GET  /healthz      model loaded and a self-check inference gives the start-up answer
     GET  /v1/model     manifest summary of the loaded artifact

@@ -2,13 +2,14 @@
 
 Accepted bodies:
 
-- ``image/png`` or ``image/jpeg``: one image, decoded in memory by
-  :func:`edge_runtime.images.load_image` (nothing is written to disk, no path is taken
-  from the client) as the model's input description says (size, colour mode, digits);
+- ``image/*`` (PNG, JPEG, GIF, BMP, WebP, TIFF: whatever Pillow reads): one image,
+  decoded in memory by :func:`edge_runtime.images.load_image` (nothing is written to
+  disk, no path is taken from the client) as the model's input description says (size,
+  colour mode, digits);
 - ``application/json`` ``{"images": [...]}``: a list of 2-D pixel arrays (or
   height x width x channels arrays for colour models), uint8 integers 0..255 or
   floats already scaled to [0, 1];
-- ``application/json`` ``{"images_b64": [...]}``: a list of base64-encoded PNG/JPEG files;
+- ``application/json`` ``{"images_b64": [...]}``: a list of base64-encoded image files;
 - ``application/json`` ``{"features": [[...], ...]}``: for feature models (``model.input.kind
   == "features"``), a list of rows of F raw feature values each, in the manifest's
   ``feature_names`` order (the model standardises them itself).
@@ -34,7 +35,6 @@ from edge_runtime.images import load_image
 from edge_runtime.records.manifest import InputSpec
 from edge_runtime.serve.http import HTTPError
 
-IMAGE_TYPES = ("image/png", "image/jpeg")
 
 
 def decode_request(body: bytes, content_type: str, spec: InputSpec, max_images: int) -> np.ndarray:
@@ -77,7 +77,7 @@ def decode_request(body: bytes, content_type: str, spec: InputSpec, max_images: 
     array([[1. , 2.5]], dtype=float32)
     """
     media_type = content_type.split(";")[0].strip().lower()
-    if media_type in IMAGE_TYPES:
+    if media_type.startswith("image/"):  # the content decides the format; Pillow refuses what it cannot read
         if not spec.is_image:
             raise HTTPError(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
@@ -87,7 +87,8 @@ def decode_request(body: bytes, content_type: str, spec: InputSpec, max_images: 
     if media_type != "application/json":
         raise HTTPError(
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-            f"Content-Type must be image/png, image/jpeg or application/json, not {media_type[:60] or 'missing'!r}",
+            f"Content-Type must be an image type (image/png, image/jpeg, ...) or application/json, "
+            f"not {media_type[:60] or 'missing'!r}",
         )
     try:
         document = json.loads(body)

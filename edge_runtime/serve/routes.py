@@ -2,7 +2,7 @@
 
 Endpoints::
 
-    POST /v1/predict   PNG/JPEG body, or JSON {"images": [28x28 lists]} / {"images_b64": [...]}
+    POST /v1/predict   an image body (image/*), or JSON {"images": [HxW(xC) lists]} / {"images_b64": [...]}
                        / {"features": [[...], ...]} (feature models)
     GET  /healthz      model loaded and a self-check inference gives the start-up answer
     GET  /v1/model     manifest summary of the loaded artifact and the server's limits
