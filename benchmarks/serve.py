@@ -29,6 +29,7 @@ atomically into ``--out``: ``results.json``, ``report.md`` and ``throughput.png`
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import http.client
 import io
 import json
@@ -898,6 +899,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batching_model not in (None, STANDIN) and not Path(args.batching_model).is_file():
         raise Keras2EdgeError(f"--batching-model '{args.batching_model}' is not a file (or '{STANDIN}')")
     check_output_dir(args.out, args.force)
+    missing = [name for name in ("fastapi", "uvicorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise Keras2EdgeError(
+            f"the reference server needs {' and '.join(missing)}: pip install 'keras2edge[bench-serve]'"
+        )
     client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk") else "python")
     if client == "wrk" and not shutil.which("wrk"):
         raise Keras2EdgeError("--client wrk: wrk is not installed (Debian/Ubuntu: apt-get install wrk)")
