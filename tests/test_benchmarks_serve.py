@@ -97,3 +97,18 @@ def test_existing_output_is_not_replaced_without_force(small_mlp_artifacts, tmp_
     result = _run(str(small_mlp_artifacts / "tflite_int8.tflite"), "--out", str(out), "--quick")
     assert result.returncode == 2 and "--force" in result.stderr
     assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_missing_reference_server_says_which_extra_to_install(small_mlp_artifacts, tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from benchmarks.__main__ import main
+    from edge_runtime.cli_support import run_cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fastapi" else real(name, *a))
+    code = run_cli("python -m benchmarks", main, ["serve", str(small_mlp_artifacts / "tflite_int8.tflite"),
+                                                  "--out", str(tmp_path / "out"), "--quick"])
+    assert code == 2
+    assert "needs fastapi: pip install 'keras2edge[bench-serve]'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
