@@ -29,8 +29,8 @@ Only the standard library is needed.
 
 
 import math
-from pathlib import Path
-from typing import Any, NamedTuple
+import os
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from edge_runtime.errors import ManifestError
 from edge_runtime.records._fields import Fields, check_schema, document_path, read_document, write_document
@@ -55,6 +55,9 @@ IMAGE_MODES: dict[str, tuple[float, float, tuple[float, ...], tuple[float, ...]]
 }
 PREPROCESS_MODES = (*IMAGE_MODES, "mean_std", "standardize", "custom")
 _HINT = "regenerate it with 'python -m convert'"
+
+if TYPE_CHECKING:  # pathlib costs milliseconds of a device's cold start; reading needs only os.path
+    from pathlib import Path
 
 
 try:  # OpenSSL's sha256 without hashlib's set-up of every algorithm: milliseconds of a device's cold start
@@ -329,14 +332,15 @@ class ArtifactRecord(NamedTuple):
     outputs: tuple[TensorRecord, ...] = ()
     preprocessing: Preprocessing | None = None
 
-    def verify(self, digest: str, artifact_path: Path) -> None:
+    def verify(self, digest: str, artifact_path: str | os.PathLike[str]) -> None:
         """Refuse bytes (hex sha256 ``digest``) other than the ones this entry describes.
 
         A mismatch means a damaged copy or an artifact from a different conversion;
         in both cases the recorded preprocessing and labels cannot be trusted for it.
         """
         if not self.sha256:
-            raise ManifestError(f"{artifact_path.parent / MANIFEST_NAME}: artifact '{self.file}' has no valid 'sha256'")
+            where = os.path.join(os.path.dirname(artifact_path), MANIFEST_NAME)
+            raise ManifestError(f"{where}: artifact '{self.file}' has no valid 'sha256'")
         if digest != self.sha256:
             raise ManifestError(
                 f"{artifact_path}: sha256 {digest[:12]}… does not match {MANIFEST_NAME} ({self.sha256[:12]}…); "
@@ -366,7 +370,7 @@ class ArtifactRecord(NamedTuple):
     @classmethod
     def from_fields(cls, f: Fields, spec: InputSpec) -> "ArtifactRecord":
         file = f.text("file")
-        if not file or Path(file).name != file:
+        if not file or os.path.basename(file) != file or file == ".":
             raise f.fail(f"'{f.prefix}file' must be a plain file name, got {file!r}")
         sha = f.text("sha256", "")
         if sha and (len(sha) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha)):
@@ -393,7 +397,7 @@ class Manifest(NamedTuple):
 
     ``source_model``, ``calibration``, ``data`` and ``tool_versions`` are free-form
     records for people and tools (the runtime does not act on them); ``path`` is
-    where the manifest was read from (None for one built in memory).
+    where the manifest was read from, as a string (None for one built in memory).
 
     Examples
     --------
@@ -413,7 +417,7 @@ class Manifest(NamedTuple):
     tool_versions: dict[str, str] = {}
     created: str = ""
     schema_version: int = SCHEMA_VERSION
-    path: Path | None = None
+    path: str | None = None
 
     def artifact(self, file: str | None = None, *, name: str | None = None) -> "ArtifactRecord":
         """The entry whose ``file`` (or ``name``) is given; ManifestError naming what is listed."""
@@ -450,7 +454,7 @@ class Manifest(NamedTuple):
         }
 
     @classmethod
-    def from_json(cls, doc: object, source: str = MANIFEST_NAME, path: Path | None = None) -> "Manifest":
+    def from_json(cls, doc: object, source: str = MANIFEST_NAME, path: str | None = None) -> "Manifest":
         """Validate a parsed document; ManifestError (one line) on the first problem."""
         f = Fields(doc, source, ManifestError, hint=_HINT)
         version = check_schema(f, SUPPORTED_SCHEMA_VERSIONS, "upgrade keras2edge or regenerate the manifest")
@@ -479,13 +483,13 @@ class Manifest(NamedTuple):
         )
 
     @classmethod
-    def read(cls, location: str | Path) -> "Manifest":
+    def read(cls, location: str | os.PathLike[str]) -> "Manifest":
         """Read ``location`` (a ``manifest.json`` or the directory holding one)."""
         path = document_path(location, MANIFEST_NAME)
         doc = read_document(path, ManifestError, "pass a directory written by 'python -m convert'")
-        return cls.from_json(doc, str(path), path)
+        return cls.from_json(doc, path, path)
 
-    def write(self, directory: str | Path) -> Path:
+    def write(self, directory: str | os.PathLike[str]) -> "Path":
         """Write ``directory/manifest.json`` atomically and return its path."""
         return write_document(directory, MANIFEST_NAME, self.to_json())
 
