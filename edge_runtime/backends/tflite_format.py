@@ -28,40 +28,51 @@ them from the end) and silently shorten strings that run off the end.
 
 
 import struct
-from typing import NamedTuple
 
 from edge_runtime.errors import ModelLoadError
 
 _U8, _U16, _U32, _U64 = 1, 2, 4, 8
 
 
-class _Vec(NamedTuple):
+# The schema's field kinds are plain classes, not NamedTuples: building a NamedTuple
+# class costs a fraction of a millisecond, and this module is imported by every load.
+class _Vec:
     """A vector of ``size``-byte scalars (``text`` for a NUL-terminated string)."""
 
-    size: int
-    text: bool = False
+    __slots__ = ("size", "text")
+
+    def __init__(self, size: int, text: bool = False) -> None:
+        self.size, self.text = size, text
 
 
-class _Tables(NamedTuple):
+class _Tables:
     """A vector of tables of type ``name``."""
 
-    name: str
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
 
-class _Table(NamedTuple):
+class _Table:
     """One table of type ``name``."""
 
-    name: str
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
 
-class _Union(NamedTuple):
+class _Union:
     """A union value; ``type_field`` holds its type code, ``types`` maps codes to table types.
 
     Codes not in ``types`` are checked as tables of scalars (bounds only).
     """
 
-    type_field: int
-    types: tuple[tuple[int, str], ...] = ()
+    __slots__ = ("type_field", "types")
+
+    def __init__(self, type_field: int, types: tuple[tuple[int, str], ...] = ()) -> None:
+        self.type_field, self.types = type_field, types
 
 
 _STR = _Vec(1, text=True)
@@ -96,55 +107,80 @@ SCHEMA: dict[str, dict[int, object]] = {
 }
 
 
+_I32, _H, _I = struct.Struct("<i"), struct.Struct("<H"), struct.Struct("<I")
+_SCALARS = {_U8: struct.Struct("<B"), _U16: _H, _U32: _I, _U64: struct.Struct("<Q")}
+
+
+def _text(what: object) -> str:
+    """A message part: a string, or a tuple of parts joined only when a message is made.
+
+    The walk names every field it reads (``"Tensor field 3[2] length"``); formatting
+    thousands of such names that no message ever uses would cost a large part of
+    the check, so they travel as tuples until something fails.
+    """
+    if isinstance(what, tuple):
+        return "".join(_text(part) for part in what)
+    return str(what)
+
+
 class _Reader:
-    """Bounds- and alignment-checked reads of one flatbuffer; ModelLoadError on the first violation."""
+    """Bounds- and alignment-checked reads of one flatbuffer; ModelLoadError on the first violation.
+
+    A table is checked once; a second request for the same position (the index
+    checks after the walk) returns the field map found the first time.
+    """
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.end = len(data)
+        self._tables: dict[int, dict[int, int]] = {}
 
     def fail(self, what: str) -> ModelLoadError:
         return ModelLoadError(f"corrupt or truncated TFLite flatbuffer: {what} (file is {self.end} bytes)")
 
-    def scalar(self, fmt: str, pos: int, what: str) -> int:
-        size = struct.calcsize(fmt)
+    def scalar(self, fmt: struct.Struct, pos: int, what: object) -> int:
+        size = fmt.size
         if pos < 0 or pos + size > self.end:
-            raise self.fail(f"{what} at byte {pos} lies outside the file")
+            raise self.fail(f"{_text(what)} at byte {pos} lies outside the file")
         if pos % size:
-            raise self.fail(f"{what} at byte {pos} is not {size}-byte aligned")
-        return struct.unpack_from(fmt, self.data, pos)[0]
+            raise self.fail(f"{_text(what)} at byte {pos} is not {size}-byte aligned")
+        return fmt.unpack_from(self.data, pos)[0]
 
-    def table(self, pos: int, name: str) -> dict[int, int]:
+    def table(self, pos: int, name: object) -> dict[int, int]:
         """Check the table at ``pos`` and its fields; return {field id: absolute position}."""
-        vtable = pos - self.scalar("<i", pos, f"{name} table")
-        vt_size = self.scalar("<H", vtable, f"{name} vtable")
-        inline_size = self.scalar("<H", vtable + 2, f"{name} vtable")
+        fields = self._tables.get(pos)
+        if fields is not None:
+            return fields
+        vtable = pos - self.scalar(_I32, pos, (name, " table"))
+        vt_size = self.scalar(_H, vtable, (name, " vtable"))
+        inline_size = self.scalar(_H, vtable + 2, (name, " vtable"))
         if vt_size < 4 or vt_size % 2 or vtable + vt_size > self.end:
-            raise self.fail(f"{name} vtable at byte {vtable} is malformed")
+            raise self.fail(f"{_text(name)} vtable at byte {vtable} is malformed")
         if inline_size < 4 or pos + inline_size > self.end:
-            raise self.fail(f"{name} table at byte {pos} runs past the end")
+            raise self.fail(f"{_text(name)} table at byte {pos} runs past the end")
         fields = {}
-        for field in range((vt_size - 4) // 2):
-            offset = struct.unpack_from("<H", self.data, vtable + 4 + 2 * field)[0]
+        count = (vt_size - 4) // 2
+        for field, offset in enumerate(struct.unpack_from(f"<{count}H", self.data, vtable + 4)):
             if offset:
                 if offset >= inline_size:
-                    raise self.fail(f"{name} field {field} lies outside its table")
+                    raise self.fail(f"{_text(name)} field {field} lies outside its table")
                 fields[field] = pos + offset
+        self._tables[pos] = fields
         return fields
 
-    def target(self, pos: int, what: str) -> int:
+    def target(self, pos: int, what: object) -> int:
         """Follow the unsigned offset stored at ``pos``."""
-        return pos + self.scalar("<I", pos, what)
+        return pos + self.scalar(_I, pos, what)
 
-    def vector(self, pos: int, elem_size: int, what: str) -> tuple[int, int]:
+    def vector(self, pos: int, elem_size: int, what: object) -> tuple[int, int]:
         """(start, length) of the vector referenced at ``pos``, checked to lie inside the file."""
         start = self.target(pos, what)
-        length = self.scalar("<I", start, f"{what} length")
+        length = self.scalar(_I, start, (what, " length"))
         begin = start + 4
         if begin + length * elem_size > self.end:
-            raise self.fail(f"{what} ({length} x {elem_size} bytes at byte {begin}) runs past the end")
+            raise self.fail(f"{_text(what)} ({length} x {elem_size} bytes at byte {begin}) runs past the end")
         if elem_size > 4 and begin % elem_size:
-            raise self.fail(f"{what} at byte {begin} is not {elem_size}-byte aligned")
+            raise self.fail(f"{_text(what)} at byte {begin} is not {elem_size}-byte aligned")
         return begin, length
 
 
@@ -155,23 +191,22 @@ def _walk(reader: _Reader, pos: int, name: str) -> dict[int, int]:
         where = fields.get(field)
         if where is None:
             continue
-        what = f"{name} field {field}"
+        what = (name, " field ", field)
         if isinstance(kind, int):
-            fmt = {_U8: "<B", _U16: "<H", _U32: "<I", _U64: "<Q"}[kind]
-            reader.scalar(fmt, where, what)
+            reader.scalar(_SCALARS[kind], where, what)
         elif isinstance(kind, _Vec):
             begin, length = reader.vector(where, kind.size, what)
             if kind.text:
                 if begin + length >= reader.end or reader.data[begin + length] != 0:
-                    raise reader.fail(f"{what}: string is not NUL-terminated inside the file")
+                    raise reader.fail(f"{_text(what)}: string is not NUL-terminated inside the file")
                 try:  # interpreters hand names to Python, which decodes them
                     reader.data[begin : begin + length].decode("utf-8")
                 except UnicodeDecodeError:
-                    raise reader.fail(f"{what}: string at byte {begin} is not valid UTF-8") from None
+                    raise reader.fail(f"{_text(what)}: string at byte {begin} is not valid UTF-8") from None
         elif isinstance(kind, _Tables):
             begin, length = reader.vector(where, 4, what)
             for i in range(length):
-                _walk(reader, reader.target(begin + 4 * i, f"{what}[{i}]"), kind.name)
+                _walk(reader, reader.target(begin + 4 * i, (what, "[", i, "]")), kind.name)
         elif isinstance(kind, _Table):
             _walk(reader, reader.target(where, what), kind.name)
         else:  # _Union
@@ -180,7 +215,7 @@ def _walk(reader: _Reader, pos: int, name: str) -> dict[int, int]:
             table_name = dict(kind.types).get(code)
             target = reader.target(where, what)
             if table_name is None:
-                reader.table(target, f"{name} option table")
+                reader.table(target, (name, " option table"))
             else:
                 _walk(reader, target, table_name)
     return fields
