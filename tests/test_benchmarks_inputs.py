@@ -168,16 +168,36 @@ def test_cold_start_child_imports_nothing_before_its_clock_starts():
     assert done.stdout.strip() == "['benchmarks', 'benchmarks.coldstart']"
 
 
-def test_bare_cold_start_subject_is_the_users_lines_without_edge_runtime(small_mlp_artifacts, tmp_path):
-    np.save(tmp_path / "inputs.npy", load_samples(small_mlp_artifacts).inputs[:2])
-    spec = _bare_spec(small_mlp_artifacts, "tflite_int8", tmp_path / "inputs.npy")
+def _child_modules(subject: str, spec: dict) -> tuple[int, set[str]]:
+    """Run one cold-start subject as the benchmark does; its answer and every module it imported."""
     args = {k: ("" if v is None else ",".join(map(repr, v)) if isinstance(v, tuple) else str(v)) for k, v in spec.items()}
-    done = _child(f"import os, sys; from benchmarks import coldstart; r = coldstart._bare_tflite({args!r}); "
-                  "print(r['top1'], sorted(m for m in sys.modules if m.split('.')[0] in "
-                  "('edge_runtime', 'pathlib', 'json', 'hashlib', '_hashlib') or m == 'benchmarks.baselines'))")
+    run = {"litert": "_bare_tflite", "onnxruntime": "_bare_onnxruntime", "edge_runtime": "_edge_runtime"}[subject]
+    done = _child(f"import os, sys; from benchmarks import coldstart; r = coldstart.{run}({args!r}); "
+                  "print(r['top1'], ' '.join(sorted(sys.modules)))")
     assert done.returncode == 0, done.stderr
     top1, modules = done.stdout.split(maxsplit=1)
-    assert modules.strip() == "[]" and 0 <= int(top1) < 10
+    return int(top1), set(modules.split())
+
+
+@pytest.mark.parametrize(("fixture", "sha256_module"), [("small_mlp_artifacts", "_hashlib"),
+                                                         ("rgb_cnn_artifacts", "_sha256")])
+def test_edge_runtime_cold_start_imports_nothing_beyond_the_bare_script_but_its_own_modules(
+        request, fixture, sha256_module, tmp_path):
+    """What import + load + predict costs beyond the user's LiteRT lines, pinned without timing.
+
+    The bare script imports numpy and LiteRT only (no edge_runtime, no benchmarks
+    module); edge_runtime adds its own modules, json for the manifest and one sha256
+    (OpenSSL's only for artifacts over 256 KiB) and nothing else: no pathlib, no hashlib.
+    """
+    directory = request.getfixturevalue(fixture)
+    np.save(tmp_path / "inputs.npy", load_samples(directory, Manifest.read(directory).input.shape).inputs[:2])
+    spec = _bare_spec(directory, "tflite_int8", tmp_path / "inputs.npy")
+    bare_top1, bare = _child_modules("litert", spec)
+    assert not {m for m in bare if m.split(".")[0] == "edge_runtime" or m == "benchmarks.baselines"}
+    mine_top1, mine = _child_modules("edge_runtime", {k: spec[k] for k in ("artifact", "images")})
+    extra = {m for m in mine - bare if m.split(".")[0] != "edge_runtime"}
+    assert extra == {"__future__", "json", "json.decoder", "json.encoder", "json.scanner", "_json", sha256_module}
+    assert mine_top1 == bare_top1
 
 
 def test_keras_baseline_runs_a_savedmodel_source_found_through_the_manifest(small_mlp_artifacts, small_mlp_path,
