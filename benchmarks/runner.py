@@ -150,13 +150,11 @@ def artifact_summaries(manifest: Manifest, parity: ParityRecord | None) -> list[
     rows = []
     for art in manifest.artifacts:
         p = per.get(art.name)
-        rows.append({
-            "name": art.name, "file": art.file, "format": art.format,
-            "precision": art.precision, "quantization": art.quantization,
-            "bytes": art.bytes or None,
-            "accuracy": p and p.accuracy, "accuracy_delta": p and p.accuracy_delta,
-            "agreement": p and p.agreement, "gate_passed": p and p.passed,
-        })
+        measured = {"accuracy": None, "accuracy_delta": None, "agreement": None, "gate_passed": None} if p is None \
+            else {"accuracy": p.accuracy, "accuracy_delta": p.accuracy_delta, "agreement": p.agreement,
+                  "gate_passed": p.passed}
+        rows.append({"name": art.name, "file": art.file, "format": art.format, "precision": art.precision,
+                     "quantization": art.quantization, "bytes": art.bytes or None, **measured})
     return rows
 
 
