@@ -55,6 +55,9 @@ TARGETS = {
     "cold_start_rss_ratio_vs_bare_litert": 1.2,
 }
 QUICK_BATCH_SIZES = (1, 32)
+# Alternated cold-start pairs of a --quick run: one pair is at the mercy of a single
+# scheduling hiccup; three cost about three seconds and give a median.
+QUICK_COLD_REPEATS = 3
 DEFAULT_BATCH_SIZES = (1, 8, 64, 256)
 
 
@@ -80,11 +83,12 @@ class BenchConfig:
         """Defaults for a full run (a few minutes) or ``--quick`` (under a minute on 2 cores).
 
         ``--quick`` keeps every kind of measurement but shortens each: two batch
-        sizes, one thread count, short timing windows and one cold start per subject.
+        sizes, one thread count, short timing windows and three alternated cold-start pairs.
         """
         if quick:
             return cls(artifact_dir, list(batch_sizes or QUICK_BATCH_SIZES), list(threads or [1]), True, keras_model,
-                       QUICK_POLICY, TimingPolicy(warmup_runs=1, min_runs=3, min_seconds=0.0, max_seconds=1.0), 1)
+                       QUICK_POLICY, TimingPolicy(warmup_runs=1, min_runs=3, min_seconds=0.0, max_seconds=1.0),
+                       QUICK_COLD_REPEATS)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         default_threads = sorted({1, cores})
         return cls(artifact_dir, list(batch_sizes or DEFAULT_BATCH_SIZES), list(threads or default_threads), False,
@@ -553,7 +557,7 @@ def run_benchmarks(config: BenchConfig, manifest: Manifest, parity: ParityRecord
                         "benchmark process; Keras is measured in a process of its own instead"]
     if config.quick:
         notes.append("--quick: short timing windows, batch sizes "
-                     f"{config.batch_sizes}, threads {config.threads}, one cold start per subject; "
+                     f"{config.batch_sizes}, threads {config.threads}, {config.cold_repeats} cold-start pairs; "
                      "percentiles are less stable than in a full run")
     if parity is None:
         notes.append("parity.json not found: accuracy columns are empty and no artifact counts as within the gate")
