@@ -107,7 +107,7 @@ SCHEMA: dict[str, dict[int, object]] = {
 }
 
 
-_I32, _H, _I = struct.Struct("<i"), struct.Struct("<H"), struct.Struct("<I")
+_I32, _H, _I, _HH = struct.Struct("<i"), struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<HH")
 _SCALARS = {_U8: struct.Struct("<B"), _U16: _H, _U32: _I, _U64: struct.Struct("<Q")}
 
 
@@ -151,9 +151,14 @@ class _Reader:
         fields = self._tables.get(pos)
         if fields is not None:
             return fields
-        vtable = pos - self.scalar(_I32, pos, (name, " table"))
-        vt_size = self.scalar(_H, vtable, (name, " vtable"))
-        inline_size = self.scalar(_H, vtable + 2, (name, " vtable"))
+        data, end = self.data, self.end
+        if pos < 0 or pos + 4 > end or pos % 4:
+            self.scalar(_I32, pos, (name, " table"))  # raises
+        vtable = pos - _I32.unpack_from(data, pos)[0]
+        if vtable < 0 or vtable + 4 > end or vtable % 2:  # vt_size, then inline_size
+            self.scalar(_H, vtable, (name, " vtable"))
+            self.scalar(_H, vtable + 2, (name, " vtable"))
+        vt_size, inline_size = _HH.unpack_from(data, vtable)
         if vt_size < 4 or vt_size % 2 or vtable + vt_size > self.end:
             raise self.fail(f"{_text(name)} vtable at byte {vtable} is malformed")
         if inline_size < 4 or pos + inline_size > self.end:
@@ -184,40 +189,78 @@ class _Reader:
         return begin, length
 
 
+# SCHEMA as dispatch steps, made once: (kind, size or table name[, union types]).
+_SCALAR, _VECTOR, _TEXT, _TABLES, _TABLE, _UNION = range(6)
+
+
+def _step(kind: object) -> tuple:
+    if isinstance(kind, int):
+        return (_SCALAR, kind)
+    if isinstance(kind, _Vec):
+        return (_TEXT, 1) if kind.text else (_VECTOR, kind.size)
+    if isinstance(kind, _Tables):
+        return (_TABLES, kind.name)
+    if isinstance(kind, _Table):
+        return (_TABLE, kind.name)
+    return (_UNION, kind.type_field, dict(kind.types))
+
+
+_PLAN = {name: {field: _step(kind) for field, kind in fields.items()} for name, fields in SCHEMA.items()}
+_UNPACK_U32 = _I.unpack_from
+
+
 def _walk(reader: _Reader, pos: int, name: str) -> dict[int, int]:
-    """Verify the table ``name`` at ``pos`` and everything it references, recursively."""
+    """Verify the table ``name`` at ``pos`` and everything it references, recursively.
+
+    The common checks (bounds and alignment of a field, an offset, a vector) are
+    written out here; when one fails, the :class:`_Reader` method that makes the
+    same check is called to raise its message. A conv net has a few thousand such
+    fields and this walk runs before every TFLite load.
+    """
     fields = reader.table(pos, name)
-    for field, kind in SCHEMA[name].items():
-        where = fields.get(field)
-        if where is None:
+    data, end = reader.data, reader.end
+    plan = _PLAN[name]
+    for field, where in fields.items():  # field order, as the schema lists them
+        step = plan.get(field)
+        if step is None:
             continue
-        what = (name, " field ", field)
-        if isinstance(kind, int):
-            reader.scalar(_SCALARS[kind], where, what)
-        elif isinstance(kind, _Vec):
-            begin, length = reader.vector(where, kind.size, what)
-            if kind.text:
-                if begin + length >= reader.end or reader.data[begin + length] != 0:
-                    raise reader.fail(f"{_text(what)}: string is not NUL-terminated inside the file")
-                try:  # interpreters hand names to Python, which decodes them
-                    reader.data[begin : begin + length].decode("utf-8")
-                except UnicodeDecodeError:
-                    raise reader.fail(f"{_text(what)}: string at byte {begin} is not valid UTF-8") from None
-        elif isinstance(kind, _Tables):
-            begin, length = reader.vector(where, 4, what)
-            for i in range(length):
-                _walk(reader, reader.target(begin + 4 * i, (what, "[", i, "]")), kind.name)
-        elif isinstance(kind, _Table):
-            _walk(reader, reader.target(where, what), kind.name)
-        else:  # _Union
-            type_pos = fields.get(kind.type_field)
-            code = reader.data[type_pos] if type_pos is not None else 0
-            table_name = dict(kind.types).get(code)
-            target = reader.target(where, what)
+        kind = step[0]
+        if kind == _SCALAR:
+            size = step[1]
+            if where + size > end or where % size:
+                reader.scalar(_SCALARS[size], where, (name, " field ", field))
+            continue
+        if kind == _UNION:
+            type_pos = fields.get(step[1])
+            table_name = step[2].get(data[type_pos] if type_pos is not None else 0)
+            target = reader.target(where, (name, " field ", field))
             if table_name is None:
                 reader.table(target, (name, " option table"))
             else:
                 _walk(reader, target, table_name)
+            continue
+        if where + 4 > end or where % 4:  # the offset to follow
+            reader.target(where, (name, " field ", field))
+        target = where + _UNPACK_U32(data, where)[0]
+        if kind == _TABLE:
+            _walk(reader, target, step[1])
+            continue
+        elem = 4 if kind == _TABLES else step[1]
+        length = _UNPACK_U32(data, target)[0] if target + 4 <= end and not target % 4 else -1
+        begin = target + 4
+        if length < 0 or begin + length * elem > end or (elem > 4 and begin % elem):
+            reader.vector(where, elem, (name, " field ", field))
+        if kind == _TEXT:
+            if begin + length >= end or data[begin + length] != 0:
+                raise reader.fail(f"{name} field {field}: string is not NUL-terminated inside the file")
+            try:  # interpreters hand names to Python, which decodes them
+                data[begin : begin + length].decode("utf-8")
+            except UnicodeDecodeError:
+                raise reader.fail(f"{name} field {field}: string at byte {begin} is not valid UTF-8") from None
+        elif kind == _TABLES:
+            table_name = step[1]
+            for at in range(begin, begin + 4 * length, 4):  # inside the file and aligned: checked above
+                _walk(reader, at + _UNPACK_U32(data, at)[0], table_name)
     return fields
 
 
