@@ -21,26 +21,25 @@ The subjects:
     side costs what a user's script costs.
 ``keras``
     ``keras.models.load_model`` (or a Keras model around a SavedModel's
-    ``serving_default`` signature), then warm ``model(x)`` and ``model.predict(x)``, so TensorFlow is never imported
-    into the benchmark process (where its thread pools would disturb the other
-    measurements).
+    ``serving_default`` signature), then warm ``model(x)`` and ``model.predict(x)``,
+    so TensorFlow is never imported into the benchmark process (where its thread
+    pools would disturb the other measurements).
 
 A child must not get for free what a device has to import. So this module imports
 nothing but :mod:`sys` and :mod:`time` at module level, a child's arguments are plain
-``key=value`` strings (no :mod:`json` before the clock starts: the manifest reader
-needs it), and :func:`run_in_child` starts the interpreter with ``-S`` and the
-parent's ``sys.path``: a development (editable) install runs an import hook at
-start-up that imports ``pathlib``, ``re``, ``contextlib`` and more, which a wheel
-installed on a device does not. The child then imports :mod:`os`, as the ``site``
-module of every normal start-up does, before its clock starts.
+``key=value`` strings (no :mod:`json` before the clock starts), and
+:func:`run_in_child` starts the interpreter with ``-S`` and the parent's ``sys.path``
+(all but the Keras child, whose seconds of TensorFlow import nothing is compared
+with): a development (editable) install runs an import hook at start-up that imports
+``pathlib``, ``re``, ``contextlib`` and more, which a wheel installed on a device does
+not. The child then imports :mod:`os`, as the ``site`` module of every normal
+start-up does, before its clock starts.
 """
 
 import sys
 import time
 
 SUBJECTS = ("edge_runtime", "litert", "tflite_runtime", "onnxruntime", "keras")
-BARE_SUBJECTS = SUBJECTS[1:4]
-TFLITE_MODULES = {"litert": "ai_edge_litert.interpreter", "tflite_runtime": "tflite_runtime.interpreter"}
 _RESULT_PREFIX = "BENCHMARK-RESULT "
 # What the child runs: the parent's sys.path comes in PYTHONPATH (``-S`` skips site).
 _BOOT = "import os, sys; from benchmarks.coldstart import main; sys.exit(main(sys.argv[1:]))"

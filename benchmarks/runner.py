@@ -289,8 +289,8 @@ def _cold_start_pairs(manifest: Manifest, notes: list[str]) -> list[tuple[Artifa
         art = _pick(manifest, fmt)
         if art is None:
             continue
-        bare = next((b for b in bares if importlib.util.find_spec(b if b == "onnxruntime" else
-                                                                  coldstart.TFLITE_MODULES[b].split(".")[0])), None)
+        bare = next((b for b in bares if importlib.util.find_spec(
+            baselines.TFLITE_INTERPRETERS.get(b, b).split(".")[0])), None)
         if bare is None:
             notes.append(f"cold start of {art.name}: none of {', '.join(bares)} is installed, skipped")
             continue
