@@ -3,8 +3,10 @@
 ``report.md`` leads with the answers a user picking an artifact wants (fastest at
 batch 1, smallest within the accuracy gate, speed-up over Keras, the acceptance
 ratios), then the tables they came from. ``results.csv`` has one row per measurement
-for spreadsheets; the PNG charts show latency against batch size and size against
-accuracy. ``--compare`` adds a section with another machine's numbers side by side.
+for spreadsheets; the PNG charts show latency per sample against batch size and size
+against accuracy. ``--compare`` adds a section with another machine's numbers side by
+side. A "sample" is what the model classifies once: an image (of any size, grayscale
+or RGB) or a feature vector; tables and charts name it as the results do.
 Everything here is pure formatting of the document: no measurement happens.
 """
 
@@ -23,9 +25,9 @@ from edge_runtime.atomic import write_bytes, write_json, write_text
 from edge_runtime.errors import DataError
 
 CSV_FIELDS = ("kind", "subject", "artifact", "format", "precision", "backend", "threads", "batch_size", "count",
-              "first_ms", "min_ms", "max_ms", "mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms", "throughput_sps",
-              "repeat", "import_ms", "load_ms", "first_inference_ms", "total_ms", "wall_ms", "peak_rss_bytes",
-              "rss_source")
+              "first_ms", "min_ms", "max_ms", "mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms", "p50_ms_per_sample",
+              "throughput_sps", "repeat", "import_ms", "load_ms", "first_inference_ms", "total_ms", "wall_ms",
+              "cpu_ms", "peak_rss_bytes", "rss_source")
 LATENCY_CHART = "latency_vs_batch.png"
 KERAS_LABELS = {"keras_call": "Keras model(x)", "keras_predict": "Keras model.predict(x)"}
 SIZE_CHART = "size_vs_accuracy.png"
@@ -94,6 +96,11 @@ def _mib(value: float | None) -> str:
     return "–" if value is None else f"{value / 2**20:.1f}"
 
 
+def _unit(doc: dict[str, Any]) -> str:
+    """What one sample is called: ``image`` for image models, ``sample`` for feature vectors."""
+    return "image" if (doc.get("input") or {}).get("kind", "image") == "image" else "sample"
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -113,7 +120,7 @@ def _summary(doc: dict[str, Any]) -> list[str]:
     f = s.get("fastest_batch1")
     if f:
         out.append(f"- **Fastest at batch 1:** `{f['artifact']}` on {f['backend']} (threads={f['threads']}), "
-                   f"p50 {_ms(f['p50_ms'])} ms per image.")
+                   f"p50 {_ms(f['p50_ms'])} ms per {_unit(doc)}.")
     f8 = s.get("fastest_int8_batch1")
     if f8 and f8 != f:
         out.append(f"- **Fastest int8 artifact at batch 1:** `{f8['artifact']}` on {f8['backend']} "
@@ -180,11 +187,13 @@ def _latency_rows(doc: dict[str, Any], subjects: Sequence[str]) -> list[dict[str
 
 
 def _latency(doc: dict[str, Any]) -> list[str]:
+    unit = _unit(doc)
     recs = _latency_rows(doc, ("edge_runtime",))
     b1 = sorted((r for r in recs if r["batch_size"] == 1), key=lambda r: r["p50_ms"])
     out = ["## Latency through edge_runtime", "",
-           "Per call, from uint8 images to probabilities; ms. Batch 1, fastest first:", "",
-           _table(["artifact", "backend", "threads", "p50", "p90", "p99", "mean", "std", "first", "images/s", "calls"],
+           f"Per call, from raw {unit}s to probabilities; ms. Batch 1 (one {unit} per call), fastest first:", "",
+           _table(["artifact", "backend", "threads", "p50", "p90", "p99", "mean", "std", "first", f"{unit}s/s",
+                   "calls"],
                   [[f"`{r['artifact']}`", r["backend"], r["threads"], _ms(r["p50_ms"]), _ms(r["p90_ms"]),
                     _ms(r["p99_ms"]), _ms(r["mean_ms"]), _ms(r["std_ms"]), _ms(r["first_ms"]),
                     f"{r['throughput_sps']:,.0f}", r["count"]] for r in b1])]
@@ -197,11 +206,12 @@ def _latency(doc: dict[str, Any]) -> list[str]:
             cells = []
             for b in batches:
                 r = index.get((*combo, b))
-                cells.append("–" if r is None else f"{_ms(r['p50_ms'])} ({r['throughput_sps']:,.0f}/s)")
+                cells.append("–" if r is None else f"{_ms(r['p50_ms'] / b)} ({_ms(r['p50_ms'])})")
             rows.append([f"`{combo[0]}`", combo[1], combo[2], *cells])
-        out += ["", "All batch sizes: p50 ms per call (images/s):", "",
+        out += ["", f"All batch sizes: p50 ms **per {unit}** (p50 ms per call in brackets). Per {unit}, so that "
+                    f"batch sizes compare directly: a larger batch pays off where the per-{unit} time falls.", "",
                 _table(["artifact", "backend", "threads", *[f"batch {b}" for b in batches]], rows)]
-    out += ["", f"![latency vs batch size]({LATENCY_CHART})"]
+    out += ["", f"![p50 latency per {unit} vs batch size]({LATENCY_CHART})"]
     return out
 
 
@@ -211,34 +221,55 @@ def _ratios(doc: dict[str, Any]) -> list[str]:
             for r in sorted(doc["ratios"], key=lambda r: (r["batch_size"], r["artifact"], r["backend"],
                                                            str(r["threads"])))]
     return ["## edge_runtime vs the hand-written interpreter loop", "",
-            "Both start from the same uint8 images and were timed alternately in the same run "
-            "(`benchmarks/baselines.py`: numpy scaling, int8 quantise, `set_tensor`/`invoke`/`get_tensor`, "
-            "dequantise; or `session.run`). Ratio = edge_runtime / hand-written; below 1.0 the runtime is faster.", "",
+            f"Both start from the same raw {_unit(doc)}s and were timed alternately in the same run "
+            "(`benchmarks/baselines.py`: the manifest's preprocessing in numpy, int8 quantise with the input "
+            "tensor's scale and zero point, `set_tensor`/`invoke`/`get_tensor`, dequantise; or `session.run`). "
+            "Per call: both process the same batch. Ratio = edge_runtime / hand-written; below 1.0 the runtime is "
+            "faster.", "",
             _table(["artifact", "backend", "batch", "threads", "runtime p50 ms", "hand-written p50 ms", "ratio p50",
                     "ratio mean"], rows)]
 
 
 def _cold(doc: dict[str, Any]) -> list[str]:
+    unit = _unit(doc)
     rows = [[c["subject"], f"`{c['artifact']}`", c["backend"], c["repeats"], _ms(c["import_ms"]), _ms(c["load_ms"]),
-             _ms(c["first_inference_ms"]), _ms(c["total_ms"]), _ms(c["wall_ms"]), _mib(c["peak_rss_bytes"])]
+             _ms(c["first_inference_ms"]), _ms(c["total_ms"]),
+             f"{_ms(c.get('total_ms_min'))}–{_ms(c.get('total_ms_max'))}", _ms(c.get("cpu_ms")), _ms(c["wall_ms"]),
+             _mib(c["peak_rss_bytes"])]
             for c in doc["cold_start"]]
-    return ["## Cold start", "",
-            "Fresh process each time; medians over the repeats. import + load + first inference (one uint8 image) "
-            "is timed inside the process; *process* adds interpreter start-up as seen from outside. Peak RSS is the "
-            "process's high-water mark right after the first inference. edge_runtime imports numpy and its backend "
-            "lazily inside `load`, so compare totals rather than phases.", "",
-            _table(["subject", "artifact", "backend", "runs", "import ms", "load ms", "first inference ms",
-                    "total ms", "process ms", "peak RSS MiB"], rows)]
+    out = ["## Cold start", "",
+           f"Fresh process each time; medians over the repeats. import + load + first inference (one {unit}) is timed "
+           "inside the process; *CPU* is the CPU time of those phases (waiting for a busy CPU does not count); "
+           "*process* adds interpreter start-up as seen from outside. Peak RSS is the process's high-water mark right "
+           "after the first inference. The bare subjects are the few lines a user writes with the runtime alone "
+           "(`benchmarks/coldstart.py`); edge_runtime imports numpy and its backend lazily inside `load`, so compare "
+           "totals rather than phases.", "",
+           _table(["subject", "artifact", "backend", "runs", "import ms", "load ms", "first inference ms",
+                   "total ms", "total min–max", "CPU ms", "process ms", "peak RSS MiB"], rows)]
+    ratios = doc.get("cold_start_ratios") or []
+    if ratios:
+        out += ["", "edge_runtime / bare runtime, from the alternated pairs (edge_runtime, bare, bare, "
+                    "edge_runtime, ...):", "",
+                _table(["artifact", "versus", "pairs", "total (medians)", "total (minimums)", "pairs low–high",
+                        "CPU time", "process", "peak RSS"],
+                       [[f"`{r['artifact']}`", r["bare"], r["pairs"], f"{r['total_ratio']:.3f}",
+                         f"{r['total_ratio_min']:.3f}", f"{r['pair_ratio_low']:.2f}–{r['pair_ratio_high']:.2f}",
+                         f"{r['cpu_ratio']:.3f}", f"{r['wall_ratio']:.3f}", f"{r['rss_ratio']:.3f}"]
+                        for r in ratios])]
+    return out
 
 
 def _keras(doc: dict[str, Any]) -> list[str]:
     recs = sorted(_latency_rows(doc, ("keras_call", "keras_predict")), key=lambda r: (r["subject"], r["batch_size"]))
     if not recs:
         return []
+    unit = _unit(doc)
     rows = [["`model(x)`" if r["subject"] == "keras_call" else "`model.predict(x)`", r["batch_size"], _ms(r["p50_ms"]),
-             _ms(r["p90_ms"]), _ms(r["mean_ms"]), f"{r['throughput_sps']:,.0f}", r["count"]] for r in recs]
-    return ["## Keras baseline", "", f"{recs[0]['backend']}, default threads, in its own process.", "",
-            _table(["call", "batch", "p50 ms", "p90 ms", "mean ms", "images/s", "calls"], rows)]
+             _ms(r["p50_ms"] / r["batch_size"]), _ms(r["p90_ms"]), _ms(r["mean_ms"]), f"{r['throughput_sps']:,.0f}",
+             r["count"]] for r in recs]
+    return ["## Keras baseline", "", f"{recs[0]['backend']}, default threads, in its own process; the same raw "
+            f"{unit}s with the manifest's preprocessing.", "",
+            _table(["call", "batch", "p50 ms", f"p50 ms per {unit}", "p90 ms", "mean ms", f"{unit}s/s", "calls"], rows)]
 
 
 def _machine(doc: dict[str, Any]) -> list[str]:
@@ -287,6 +318,8 @@ def render_markdown(doc: dict[str, Any], other: dict[str, Any] | None = None, ot
     out = ["# keras2edge benchmark report", "",
            f"{doc['created']} · {doc['mode']} run ({doc['duration_s']:.0f} s) · `{doc['config']['artifact_dir']}` · "
            f"{machine_line(doc['machine'])}", ""]
+    if doc.get("input"):
+        out += [f"Input: {doc['input']['description']} (the samples in `{doc['input']['samples']}`).", ""]
     if doc["notes"]:
         out += ["**Notes:**", ""] + [f"- {n}" for n in doc["notes"]] + [""]
     for section in (_summary, _artifacts, _digit_photos, _latency, _ratios, _cold, _keras, _machine):
@@ -314,8 +347,81 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+def _series_colors(count: int) -> list[Any]:
+    """``count`` colours, all different: tab10's, then tab20's light shades, then a spread of a colormap.
+
+    Matplotlib's default cycle repeats after ten lines, and a benchmark of seven
+    artifacts on two or three backends draws more than that.
+    """
+    import matplotlib
+
+    tab20 = matplotlib.colormaps["tab20"].colors
+    palette = list(tab20[0::2]) + list(tab20[1::2])
+    if count <= len(palette):
+        return palette[:count]
+    spread = matplotlib.colormaps["nipy_spectral"]
+    return [spread(0.05 + 0.9 * i / (count - 1)) for i in range(count)]
+
+
+_BACKEND_MARKERS = {"litert": "o", "tflite_runtime": "D", "onnxruntime": "s", "numpy": "^"}
+
+
+def latency_figure(doc: dict[str, Any], plt: Any) -> Any:
+    """p50 latency per sample against batch size, one panel per thread count, one legend beside them.
+
+    Per sample (call latency / batch size), so that batch sizes compare directly.
+    Every series has its own colour (the same in every panel) and a marker per
+    backend; the legend sits to the right of the panels, outside every axes.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullLocator
+
+    unit = _unit(doc)
+    recs = _latency_rows(doc, ("edge_runtime", "keras_call", "keras_predict"))
+    threads = sorted({r["threads"] for r in recs if r["subject"] == "edge_runtime"}, key=str)
+    panels = threads or [None]
+    # One colour per series, the same in every panel, so one legend serves them all.
+    series = sorted({(r["artifact"], r["backend"]) for r in recs if r["subject"] == "edge_runtime"})
+    keras = sorted({r["subject"] for r in recs if r["subject"] != "edge_runtime"})
+    colors = dict(zip(series, _series_colors(len(series))))
+    keras_styles = {"keras_call": ("black", "--"), "keras_predict": ("dimgray", ":")}
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.8), squeeze=False, sharey=True)
+    for ax, t in zip(axes[0], panels):
+        lines: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        for r in recs:
+            if r["subject"] == "edge_runtime" and r["threads"] != t:
+                continue
+            key = (r["artifact"], r["backend"]) if r["subject"] == "edge_runtime" else (r["subject"], "")
+            lines.setdefault(key, []).append((r["batch_size"], r["p50_ms"] / r["batch_size"]))
+        for key, pts in sorted(lines.items()):
+            pts.sort()
+            if key[1]:
+                style = {"color": colors[key], "linestyle": "-", "marker": _BACKEND_MARKERS.get(key[1], "o")}
+            else:
+                color, linestyle = keras_styles[key[0]]
+                style = {"color": color, "linestyle": linestyle, "marker": "x"}
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], ms=4, linewidth=1.4, **style)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(doc["config"]["batch_sizes"], labels=[str(b) for b in doc["config"]["batch_sizes"]])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size")
+        ax.set_title(f"edge_runtime, threads={t}" if t is not None else "latency")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel(f"p50 latency per {unit} (ms)")
+    handles = [Line2D([], [], color=colors[key], marker=_BACKEND_MARKERS.get(key[1], "o"), ms=4,
+                      label=f"{key[0]} / {key[1]}") for key in series]
+    handles += [Line2D([], [], color=keras_styles[k][0], linestyle=keras_styles[k][1], marker="x", ms=4,
+                       label=KERAS_LABELS[k]) for k in keras]
+    fig.tight_layout()
+    if handles:  # beside the panels, never over a line
+        fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=7, frameon=False,
+                   title="artifact / backend", title_fontsize=7)
+    return fig
+
+
 def render_charts(doc: dict[str, Any]) -> dict[str, bytes]:
-    """PNG bytes of the two charts: latency vs batch size and size vs accuracy.
+    """PNG bytes of the two charts: latency per sample vs batch size, and size vs accuracy.
 
     Uses matplotlib's Agg backend (no display needed on a server or a Pi).
     """
@@ -323,58 +429,43 @@ def render_charts(doc: dict[str, Any]) -> dict[str, bytes]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullLocator
 
     charts: dict[str, bytes] = {}
-    recs = _latency_rows(doc, ("edge_runtime", "keras_call", "keras_predict"))
-    threads = sorted({r["threads"] for r in recs if r["subject"] == "edge_runtime"}, key=str)
-    panels = threads or [None]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
-    for ax, t in zip(axes[0], panels):
-        lines: dict[tuple[str, str], list[tuple[int, float]]] = {}
-        for r in recs:
-            if r["subject"] == "edge_runtime" and r["threads"] != t:
-                continue
-            label = (r["artifact"], r["backend"]) if r["subject"] == "edge_runtime" else (KERAS_LABELS[r["subject"]], "")
-            lines.setdefault(label, []).append((r["batch_size"], r["p50_ms"]))
-        for (name, backend), pts in sorted(lines.items()):
-            pts.sort()
-            style = "--" if name.startswith("Keras") else "-"
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", ms=3,
-                    label=f"{name} / {backend}" if backend else name)
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(doc["config"]["batch_sizes"], labels=[str(b) for b in doc["config"]["batch_sizes"]])
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_yscale("log")
-        ax.set_xlabel("batch size")
-        ax.set_ylabel("p50 latency per call (ms)")
-        ax.set_title(f"edge_runtime, threads={t}" if t is not None else "latency")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=6)
-    charts[LATENCY_CHART] = _png(fig)
-    plt.close(fig)
+    for name, figure in ((LATENCY_CHART, latency_figure), (SIZE_CHART, size_figure)):
+        fig = figure(doc, plt)
+        charts[name] = _png(fig)
+        plt.close(fig)
+    return charts
 
+
+def size_figure(doc: dict[str, Any], plt: Any) -> Any:
+    """Artifact size against parity accuracy; one colour per artifact, named in a legend beside the plot.
+
+    Names are not written next to the points: artifacts of nearly the same size and
+    accuracy (every float and int8 variant of a small model) would print over each
+    other. Coinciding points are drawn largest first, so each stays visible.
+    """
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     pts = [a for a in doc["artifacts"] if a["bytes"] and a["accuracy"] is not None]
-    # Artifacts that coincide (float32 TFLite and ONNX: same size, same accuracy) share one label.
-    groups: dict[tuple[int, float], list[dict[str, Any]]] = {}
-    for a in pts:
-        groups.setdefault((round(a["bytes"] / 1024 / 20), a["accuracy"]), []).append(a)
-    for members in groups.values():
-        x, y = members[0]["bytes"] / 1024, members[0]["accuracy"]
-        ax.scatter(x, y, color="tab:green" if all(m["gate_passed"] for m in members) else "tab:red")
-        ax.annotate("\n".join(m["name"] for m in members), (x, y), fontsize=7, xytext=(4, 2),
-                    textcoords="offset points")
+    for size, (a, color) in zip(range(len(pts), 0, -1), zip(pts, _series_colors(len(pts)))):
+        passed = bool(a["gate_passed"])
+        ax.scatter(a["bytes"] / 1024, a["accuracy"], color=color, s=30 + 12 * size, marker="o" if passed else "X",
+                   edgecolors="white", linewidths=0.8, zorder=3, clip_on=False,
+                   label=a["name"] + ("" if passed else " (outside the gate)"))
     if doc.get("keras_accuracy") is not None:
-        ax.axhline(doc["keras_accuracy"], color="tab:blue", linestyle="--", linewidth=1, label="Keras model")
-        ax.legend(fontsize=7)
+        ax.axhline(doc["keras_accuracy"], color="black", linestyle="--", linewidth=1, label="Keras model")
+    ax.set_xlim(left=0)
+    bottom, top = ax.get_ylim()
+    if top > 1.0:  # axis padding only: no accuracy lies above 100 %
+        ax.set_ylim(top=min(top, 1.0 + 0.05 * (top - bottom)))
     ax.set_xlabel("artifact size (KiB)")
     ax.set_ylabel("test accuracy (parity.json)")
-    ax.set_title("size vs accuracy (green: within gate)" if pts else "size vs accuracy: no parity.json")
-    ax.grid(True, alpha=0.3)
-    charts[SIZE_CHART] = _png(fig)
-    plt.close(fig)
-    return charts
+    ax.set_title("size vs accuracy (X: outside the parity gate)" if pts else "size vs accuracy: no parity.json")
+    ax.grid(True, which="both", alpha=0.3)
+    if pts or doc.get("keras_accuracy") is not None:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
 
 
 def write_outputs(directory: Path, doc: dict[str, Any], other: dict[str, Any] | None = None,

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,13 +29,16 @@ from edge_runtime.records.manifest import (
     sha256_hex,
 )
 
+if TYPE_CHECKING:  # pathlib costs milliseconds of a cold start: Model.path makes its Path on first use
+    from pathlib import Path
+
 TFLITE_IDENTIFIER = b"TFL3"
 _FLOAT32 = np.dtype(np.float32)
 # An ONNX ModelProto starts with field 1 (ir_version, varint): tag byte 0x08.
 _ONNX_FIRST_BYTE = 0x08
 
 
-def detect_format(data: bytes, path: Path) -> str:
+def detect_format(data: bytes, path: str) -> str:
     """``"tflite"`` or ``"onnx"`` from the content (and, for ONNX, the suffix).
 
     A TFLite flatbuffer carries the file identifier ``TFL3`` at bytes 4-8; it is
@@ -51,7 +53,7 @@ def detect_format(data: bytes, path: Path) -> str:
     """
     if data[4:8] == TFLITE_IDENTIFIER:
         return "tflite"
-    suffix = path.suffix.lower()
+    suffix = os.path.splitext(path)[1].lower()
     if suffix == ".tflite":
         raise ModelLoadError(f"{path}: not a TFLite model (no 'TFL3' flatbuffer identifier); the file is damaged or of another format")
     if suffix == ".onnx" or data[0] == _ONNX_FIRST_BYTE:
@@ -59,7 +61,7 @@ def detect_format(data: bytes, path: Path) -> str:
     raise ModelLoadError(f"{path}: not a TFLite or ONNX model; expected a .tflite or .onnx file made by python -m convert")
 
 
-def _read(path: Path) -> bytes:
+def _read(path: str) -> bytes:
     data = read_user_file(path, ModelLoadError, "one artifact file (.tflite or .onnx)")
     if len(data) < 16:
         raise ModelLoadError(f"{path}: file is {len(data)} bytes, too short to be a model (truncated?)")
@@ -119,7 +121,7 @@ class Model:
 
     def __init__(
         self,
-        path: Path,
+        path: str,
         fmt: str,
         data_size: int,
         sha256: str,
@@ -129,7 +131,7 @@ class Model:
         spec: InputSpec,
         pre: Preprocessing,
     ) -> None:
-        self.path = path
+        self._file = path
         self.format = fmt
         self.sha256 = sha256
         self.size_bytes = data_size
@@ -211,7 +213,9 @@ class Model:
         except InputError:
             raise
         except (RuntimeError, ValueError) as exc:
-            raise BackendError(f"{self.backend} failed to run {self.path.name}: {' '.join(str(exc).split())}") from None
+            raise BackendError(
+                f"{self.backend} failed to run {os.path.basename(self._file)}: {' '.join(str(exc).split())}"
+            ) from None
         if self._plain and raw.dtype is _FLOAT32:
             return raw
         return self._postprocess(raw)
@@ -329,6 +333,13 @@ class Model:
         }
 
     @property
+    def path(self) -> Path:
+        """The artifact file (made on first use: pathlib is not needed to load and predict)."""
+        from pathlib import Path
+
+        return Path(self._file)
+
+    @property
     def input_spec(self) -> TensorSpec:
         """The backend's view of the model input (name, shape, dtype, quantisation)."""
         return self._backend.inputs[0]
@@ -384,13 +395,13 @@ def load(path: str | os.PathLike[str], backend: str = "auto", threads: int | Non
     """
     _check_threads(threads)
     check_name(backend)
-    artifact = Path(path)
+    artifact = os.fspath(path)
     data = _read(artifact)
     fmt = detect_format(data, artifact)
     digest = sha256_hex(data)
-    manifest_path = artifact.parent / MANIFEST_NAME
-    manifest = Manifest.read(manifest_path) if manifest_path.is_file() else None
-    entry = manifest.artifact(artifact.name) if manifest is not None else None
+    manifest_path = os.path.join(os.path.dirname(artifact), MANIFEST_NAME)
+    manifest = Manifest.read(manifest_path) if os.path.isfile(manifest_path) else None
+    entry = manifest.artifact(os.path.basename(artifact)) if manifest is not None else None
     if entry is not None:
         entry.verify(digest, artifact)
     engine = open_backend(backend, fmt, data, threads, _io_quantization(entry))

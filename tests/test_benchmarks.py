@@ -23,7 +23,7 @@ from benchmarks import baselines, coldstart, machine, report, runner, stats
 
 LATENCY_FIELDS = ("count", "batch_size", "first_ms", "min_ms", "max_ms", "mean_ms", "std_ms", "p50_ms", "p90_ms",
                   "p99_ms", "throughput_sps")
-COLD_FIELDS = ("import_ms", "load_ms", "first_inference_ms", "total_ms", "wall_ms", "peak_rss_bytes")
+COLD_FIELDS = runner.COLD_FIELDS
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -81,8 +81,7 @@ def test_quick_run_writes_every_output_file(quick_run):
 def test_quick_results_are_schema_versioned_with_one_record_per_measurement(quick_doc, bench_artifacts):
     assert quick_doc["schema_version"] == runner.SCHEMA_VERSION
     assert quick_doc["tool"] == "keras2edge.benchmarks" and quick_doc["mode"] == "quick"
-    manifest = json.loads((bench_artifacts / "manifest.json").read_text())
-    names = {a["name"] for a in manifest["artifacts"]}
+    names = {a.name for a in runner.load_manifest(bench_artifacts).artifacts}
     latency = [r for r in quick_doc["records"] if r["kind"] == "latency"]
     runtime = {(r["artifact"], r["batch_size"]) for r in latency if r["subject"] == "edge_runtime"}
     # every artifact measured through edge_runtime at both batch sizes, each with its hand-written loop
@@ -93,12 +92,14 @@ def test_quick_results_are_schema_versioned_with_one_record_per_measurement(quic
     assert len(quick_doc["ratios"]) == len(baseline)
     cold = {r["subject"] for r in quick_doc["records"] if r["kind"] == "cold_start"}
     assert {"edge_runtime", "bare_litert", "bare_onnxruntime", "keras"} <= cold
+    assert {(r["artifact"], r["bare"]) for r in quick_doc["cold_start_ratios"]} == {
+        ("tflite_int8", "bare_litert"), ("onnx_int8_static", "bare_onnxruntime")}
     assert {r["subject"] for r in latency} >= {"keras_call", "keras_predict"}
     assert set(quick_doc["summary"]["acceptance"]) == set(runner.TARGETS)
 
 
 def test_every_measured_number_is_finite_and_positive(quick_doc):
-    measured = quick_doc["records"] + quick_doc["ratios"] + quick_doc["cold_start"]
+    measured = quick_doc["records"] + quick_doc["ratios"] + quick_doc["cold_start"] + quick_doc["cold_start_ratios"]
     for record in measured:
         fields = LATENCY_FIELDS if record.get("kind") == "latency" else COLD_FIELDS if "total_ms" in record else ()
         for field in fields:
@@ -114,13 +115,15 @@ def test_every_measured_number_is_finite_and_positive(quick_doc):
 
 
 def test_accuracy_and_size_come_from_parity_and_manifest(quick_doc, bench_artifacts):
-    parity = json.loads((bench_artifacts / "parity.json").read_text())
-    manifest = json.loads((bench_artifacts / "manifest.json").read_text())
-    sizes = {a["name"]: a["bytes"] for a in manifest["artifacts"]}
+    from edge_runtime.records.parity import ParityRecord
+
+    parity = ParityRecord.read(bench_artifacts)
+    sizes = {a.name: a.bytes for a in runner.load_manifest(bench_artifacts).artifacts}
     for art in quick_doc["artifacts"]:
         assert art["bytes"] == sizes[art["name"]]
-        assert art["accuracy"] == parity["artifacts"][art["name"]]["accuracy"]
-        assert art["agreement"] == parity["artifacts"][art["name"]]["agreement"]
+        assert art["accuracy"] == parity.artifacts[art["name"]].accuracy
+        assert art["agreement"] == parity.artifacts[art["name"]].agreement
+    assert quick_doc["keras_accuracy"] == parity.keras_accuracy
 
 
 def test_csv_has_one_row_per_record(quick_run, quick_doc):
@@ -233,24 +236,9 @@ def test_keras_baseline_is_skipped_with_a_note_when_tensorflow_is_missing(monkey
     notes: list[str] = []
     config = runner.BenchConfig.for_mode(bench_artifacts, [1], [1], quick=True)
     manifest = runner.load_manifest(bench_artifacts)
-    assert runner.measure_keras(config, manifest, tmp_path / "unused.npy", notes) == []
+    samples = runner.benchmark_samples(bench_artifacts, manifest)
+    assert runner.measure_keras(config, manifest, samples, tmp_path / "unused.npy", notes) == []
     assert notes == ["TensorFlow not installed: Keras baseline skipped"]
-
-
-@pytest.mark.parametrize("fixture", ["bench_artifacts", "small_cnn_artifacts"])
-def test_hand_written_loop_classifies_like_edge_runtime(request, fixture, mnist):
-    """The ratio only means something if both loops do the same work (flat MLP and NHWC CNN input)."""
-    import edge_runtime
-
-    directory = request.getfixturevalue(fixture)
-    manifest = runner.load_manifest(directory)
-    images = mnist.x_test[:64]
-    for art in manifest["artifacts"]:
-        backend = "litert" if art["format"] == "tflite" else "onnxruntime"
-        loop = baselines.make_baseline(backend, directory / art["file"], manifest["preprocessing"], 64, 1)
-        model = edge_runtime.load(directory / art["file"], backend=backend, threads=1)
-        agree = np.mean(loop(images).argmax(1) == model.predict(images).argmax(1))
-        assert agree >= 63 / 64, art["name"]
 
 
 def test_cold_start_child_reports_its_own_peak_rss_not_the_parents(bench_artifacts, tmp_path):
@@ -258,11 +246,14 @@ def test_cold_start_child_reports_its_own_peak_rss_not_the_parents(bench_artifac
     images = tmp_path / "images.npy"
     np.save(images, np.zeros((1, 28, 28), dtype=np.uint8))
     manifest = runner.load_manifest(bench_artifacts)
-    art = next(a for a in manifest["artifacts"] if a["name"] == "tflite_int8")
-    result = coldstart.run_in_child({"subject": "litert", "artifact": str(bench_artifacts / art["file"]),
-                                     "images": str(images), "preprocessing": manifest["preprocessing"]})
+    art = manifest.artifact(name="tflite_int8")
+    pre = manifest.preprocessing_for(art)
+    result = coldstart.run_in_child({"subject": "litert", "artifact": str(bench_artifacts / art.file),
+                                     "images": str(images), "scale": pre.scale, "offset": pre.offset,
+                                     "mean": pre.mean, "std": pre.std, "shape": pre.model_input_shape})
     assert 0 < result["peak_rss_bytes"] < ballast.nbytes
     assert result["total_ms"] == pytest.approx(result["import_ms"] + result["load_ms"] + result["first_inference_ms"])
+    assert 0 < result["cpu_ms"] and result["backend"] == "litert"
 
 
 def test_busy_or_throttled_machine_is_flagged_in_the_notes():

@@ -28,40 +28,51 @@ them from the end) and silently shorten strings that run off the end.
 
 
 import struct
-from typing import NamedTuple
 
 from edge_runtime.errors import ModelLoadError
 
 _U8, _U16, _U32, _U64 = 1, 2, 4, 8
 
 
-class _Vec(NamedTuple):
+# The schema's field kinds are plain classes, not NamedTuples: building a NamedTuple
+# class costs a fraction of a millisecond, and this module is imported by every load.
+class _Vec:
     """A vector of ``size``-byte scalars (``text`` for a NUL-terminated string)."""
 
-    size: int
-    text: bool = False
+    __slots__ = ("size", "text")
+
+    def __init__(self, size: int, text: bool = False) -> None:
+        self.size, self.text = size, text
 
 
-class _Tables(NamedTuple):
+class _Tables:
     """A vector of tables of type ``name``."""
 
-    name: str
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
 
-class _Table(NamedTuple):
+class _Table:
     """One table of type ``name``."""
 
-    name: str
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
 
-class _Union(NamedTuple):
+class _Union:
     """A union value; ``type_field`` holds its type code, ``types`` maps codes to table types.
 
     Codes not in ``types`` are checked as tables of scalars (bounds only).
     """
 
-    type_field: int
-    types: tuple[tuple[int, str], ...] = ()
+    __slots__ = ("type_field", "types")
+
+    def __init__(self, type_field: int, types: tuple[tuple[int, str], ...] = ()) -> None:
+        self.type_field, self.types = type_field, types
 
 
 _STR = _Vec(1, text=True)
@@ -96,93 +107,160 @@ SCHEMA: dict[str, dict[int, object]] = {
 }
 
 
+_I32, _H, _I, _HH = struct.Struct("<i"), struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<HH")
+_SCALARS = {_U8: struct.Struct("<B"), _U16: _H, _U32: _I, _U64: struct.Struct("<Q")}
+
+
+def _text(what: object) -> str:
+    """A message part: a string, or a tuple of parts joined only when a message is made.
+
+    The walk names every field it reads (``"Tensor field 3[2] length"``); formatting
+    thousands of such names that no message ever uses would cost a large part of
+    the check, so they travel as tuples until something fails.
+    """
+    if isinstance(what, tuple):
+        return "".join(_text(part) for part in what)
+    return str(what)
+
+
 class _Reader:
-    """Bounds- and alignment-checked reads of one flatbuffer; ModelLoadError on the first violation."""
+    """Bounds- and alignment-checked reads of one flatbuffer; ModelLoadError on the first violation.
+
+    A table is checked once; a second request for the same position (the index
+    checks after the walk) returns the field map found the first time.
+    """
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.end = len(data)
+        self._tables: dict[int, dict[int, int]] = {}
 
     def fail(self, what: str) -> ModelLoadError:
         return ModelLoadError(f"corrupt or truncated TFLite flatbuffer: {what} (file is {self.end} bytes)")
 
-    def scalar(self, fmt: str, pos: int, what: str) -> int:
-        size = struct.calcsize(fmt)
+    def scalar(self, fmt: struct.Struct, pos: int, what: object) -> int:
+        size = fmt.size
         if pos < 0 or pos + size > self.end:
-            raise self.fail(f"{what} at byte {pos} lies outside the file")
+            raise self.fail(f"{_text(what)} at byte {pos} lies outside the file")
         if pos % size:
-            raise self.fail(f"{what} at byte {pos} is not {size}-byte aligned")
-        return struct.unpack_from(fmt, self.data, pos)[0]
+            raise self.fail(f"{_text(what)} at byte {pos} is not {size}-byte aligned")
+        return fmt.unpack_from(self.data, pos)[0]
 
-    def table(self, pos: int, name: str) -> dict[int, int]:
+    def table(self, pos: int, name: object) -> dict[int, int]:
         """Check the table at ``pos`` and its fields; return {field id: absolute position}."""
-        vtable = pos - self.scalar("<i", pos, f"{name} table")
-        vt_size = self.scalar("<H", vtable, f"{name} vtable")
-        inline_size = self.scalar("<H", vtable + 2, f"{name} vtable")
+        fields = self._tables.get(pos)
+        if fields is not None:
+            return fields
+        data, end = self.data, self.end
+        if pos < 0 or pos + 4 > end or pos % 4:
+            self.scalar(_I32, pos, (name, " table"))  # raises
+        vtable = pos - _I32.unpack_from(data, pos)[0]
+        if vtable < 0 or vtable + 4 > end or vtable % 2:  # vt_size, then inline_size
+            self.scalar(_H, vtable, (name, " vtable"))
+            self.scalar(_H, vtable + 2, (name, " vtable"))
+        vt_size, inline_size = _HH.unpack_from(data, vtable)
         if vt_size < 4 or vt_size % 2 or vtable + vt_size > self.end:
-            raise self.fail(f"{name} vtable at byte {vtable} is malformed")
+            raise self.fail(f"{_text(name)} vtable at byte {vtable} is malformed")
         if inline_size < 4 or pos + inline_size > self.end:
-            raise self.fail(f"{name} table at byte {pos} runs past the end")
+            raise self.fail(f"{_text(name)} table at byte {pos} runs past the end")
         fields = {}
-        for field in range((vt_size - 4) // 2):
-            offset = struct.unpack_from("<H", self.data, vtable + 4 + 2 * field)[0]
+        count = (vt_size - 4) // 2
+        for field, offset in enumerate(struct.unpack_from(f"<{count}H", self.data, vtable + 4)):
             if offset:
                 if offset >= inline_size:
-                    raise self.fail(f"{name} field {field} lies outside its table")
+                    raise self.fail(f"{_text(name)} field {field} lies outside its table")
                 fields[field] = pos + offset
+        self._tables[pos] = fields
         return fields
 
-    def target(self, pos: int, what: str) -> int:
+    def target(self, pos: int, what: object) -> int:
         """Follow the unsigned offset stored at ``pos``."""
-        return pos + self.scalar("<I", pos, what)
+        return pos + self.scalar(_I, pos, what)
 
-    def vector(self, pos: int, elem_size: int, what: str) -> tuple[int, int]:
+    def vector(self, pos: int, elem_size: int, what: object) -> tuple[int, int]:
         """(start, length) of the vector referenced at ``pos``, checked to lie inside the file."""
         start = self.target(pos, what)
-        length = self.scalar("<I", start, f"{what} length")
+        length = self.scalar(_I, start, (what, " length"))
         begin = start + 4
         if begin + length * elem_size > self.end:
-            raise self.fail(f"{what} ({length} x {elem_size} bytes at byte {begin}) runs past the end")
+            raise self.fail(f"{_text(what)} ({length} x {elem_size} bytes at byte {begin}) runs past the end")
         if elem_size > 4 and begin % elem_size:
-            raise self.fail(f"{what} at byte {begin} is not {elem_size}-byte aligned")
+            raise self.fail(f"{_text(what)} at byte {begin} is not {elem_size}-byte aligned")
         return begin, length
 
 
+# SCHEMA as dispatch steps, made once: (kind, size or table name[, union types]).
+_SCALAR, _VECTOR, _TEXT, _TABLES, _TABLE, _UNION = range(6)
+
+
+def _step(kind: object) -> tuple:
+    if isinstance(kind, int):
+        return (_SCALAR, kind)
+    if isinstance(kind, _Vec):
+        return (_TEXT, 1) if kind.text else (_VECTOR, kind.size)
+    if isinstance(kind, _Tables):
+        return (_TABLES, kind.name)
+    if isinstance(kind, _Table):
+        return (_TABLE, kind.name)
+    return (_UNION, kind.type_field, dict(kind.types))
+
+
+_PLAN = {name: {field: _step(kind) for field, kind in fields.items()} for name, fields in SCHEMA.items()}
+_UNPACK_U32 = _I.unpack_from
+
+
 def _walk(reader: _Reader, pos: int, name: str) -> dict[int, int]:
-    """Verify the table ``name`` at ``pos`` and everything it references, recursively."""
+    """Verify the table ``name`` at ``pos`` and everything it references, recursively.
+
+    The common checks (bounds and alignment of a field, an offset, a vector) are
+    written out here; when one fails, the :class:`_Reader` method that makes the
+    same check is called to raise its message. A conv net has a few thousand such
+    fields and this walk runs before every TFLite load.
+    """
     fields = reader.table(pos, name)
-    for field, kind in SCHEMA[name].items():
-        where = fields.get(field)
-        if where is None:
+    data, end = reader.data, reader.end
+    plan = _PLAN[name]
+    for field, where in fields.items():  # field order, as the schema lists them
+        step = plan.get(field)
+        if step is None:
             continue
-        what = f"{name} field {field}"
-        if isinstance(kind, int):
-            fmt = {_U8: "<B", _U16: "<H", _U32: "<I", _U64: "<Q"}[kind]
-            reader.scalar(fmt, where, what)
-        elif isinstance(kind, _Vec):
-            begin, length = reader.vector(where, kind.size, what)
-            if kind.text:
-                if begin + length >= reader.end or reader.data[begin + length] != 0:
-                    raise reader.fail(f"{what}: string is not NUL-terminated inside the file")
-                try:  # interpreters hand names to Python, which decodes them
-                    reader.data[begin : begin + length].decode("utf-8")
-                except UnicodeDecodeError:
-                    raise reader.fail(f"{what}: string at byte {begin} is not valid UTF-8") from None
-        elif isinstance(kind, _Tables):
-            begin, length = reader.vector(where, 4, what)
-            for i in range(length):
-                _walk(reader, reader.target(begin + 4 * i, f"{what}[{i}]"), kind.name)
-        elif isinstance(kind, _Table):
-            _walk(reader, reader.target(where, what), kind.name)
-        else:  # _Union
-            type_pos = fields.get(kind.type_field)
-            code = reader.data[type_pos] if type_pos is not None else 0
-            table_name = dict(kind.types).get(code)
-            target = reader.target(where, what)
+        kind = step[0]
+        if kind == _SCALAR:
+            size = step[1]
+            if where + size > end or where % size:
+                reader.scalar(_SCALARS[size], where, (name, " field ", field))
+            continue
+        if kind == _UNION:
+            type_pos = fields.get(step[1])
+            table_name = step[2].get(data[type_pos] if type_pos is not None else 0)
+            target = reader.target(where, (name, " field ", field))
             if table_name is None:
-                reader.table(target, f"{name} option table")
+                reader.table(target, (name, " option table"))
             else:
                 _walk(reader, target, table_name)
+            continue
+        if where + 4 > end or where % 4:  # the offset to follow
+            reader.target(where, (name, " field ", field))
+        target = where + _UNPACK_U32(data, where)[0]
+        if kind == _TABLE:
+            _walk(reader, target, step[1])
+            continue
+        elem = 4 if kind == _TABLES else step[1]
+        length = _UNPACK_U32(data, target)[0] if target + 4 <= end and not target % 4 else -1
+        begin = target + 4
+        if length < 0 or begin + length * elem > end or (elem > 4 and begin % elem):
+            reader.vector(where, elem, (name, " field ", field))
+        if kind == _TEXT:
+            if begin + length >= end or data[begin + length] != 0:
+                raise reader.fail(f"{name} field {field}: string is not NUL-terminated inside the file")
+            try:  # interpreters hand names to Python, which decodes them
+                data[begin : begin + length].decode("utf-8")
+            except UnicodeDecodeError:
+                raise reader.fail(f"{name} field {field}: string at byte {begin} is not valid UTF-8") from None
+        elif kind == _TABLES:
+            table_name = step[1]
+            for at in range(begin, begin + 4 * length, 4):  # inside the file and aligned: checked above
+                _walk(reader, at + _UNPACK_U32(data, at)[0], table_name)
     return fields
 
 

@@ -29,8 +29,9 @@ Only the standard library is needed.
 
 
 import math
-from pathlib import Path
-from typing import Any, NamedTuple
+import os
+import sys
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from edge_runtime.errors import ManifestError
 from edge_runtime.records._fields import Fields, check_schema, document_path, read_document, write_document
@@ -56,11 +57,30 @@ IMAGE_MODES: dict[str, tuple[float, float, tuple[float, ...], tuple[float, ...]]
 PREPROCESS_MODES = (*IMAGE_MODES, "mean_std", "standardize", "custom")
 _HINT = "regenerate it with 'python -m convert'"
 
+if TYPE_CHECKING:  # pathlib costs milliseconds of a device's cold start; reading needs only os.path
+    from pathlib import Path
 
-try:  # OpenSSL's sha256 without hashlib's set-up of every algorithm: milliseconds of a device's cold start
-    from _hashlib import openssl_sha256 as _sha256
-except ImportError:  # a Python built without OpenSSL
-    from hashlib import sha256 as _sha256
+
+# Artifacts up to this size are hashed by the interpreter's own sha256; larger ones by
+# OpenSSL's. Loading OpenSSL (libcrypto, and _hashlib's listing of every digest) costs a
+# cold start ~3 ms and ~3.5 MiB of resident memory; the builtin hashes ~200 MB/s against
+# OpenSSL's ~1.4 GB/s, so the two take about as long at 600 KiB to 1 MiB (measured on an
+# x86 server; the ratio of the two is similar on ARM) and below that the builtin wins.
+_BUILTIN_SHA256_MAX_BYTES = 1024 * 1024
+
+
+def _sha256(size: int) -> Any:
+    """The cheapest sha256 constructor for ``size`` bytes: identical digests either way."""
+    if size <= _BUILTIN_SHA256_MAX_BYTES:
+        try:
+            return __import__("_sha2" if sys.version_info >= (3, 12) else "_sha256").sha256
+        except ImportError:  # a Python built without its own hash modules
+            pass
+    try:  # OpenSSL's sha256 without hashlib's set-up of every algorithm
+        from _hashlib import openssl_sha256
+    except ImportError:  # a Python built without OpenSSL
+        from hashlib import sha256 as openssl_sha256
+    return openssl_sha256
 
 
 def sha256_hex(data: bytes) -> str:
@@ -70,8 +90,10 @@ def sha256_hex(data: bytes) -> str:
     --------
     >>> sha256_hex(b"abc")[:16]
     'ba7816bf8f01cfea'
+    >>> all(sha256_hex(bytes(n)) == __import__("hashlib").sha256(bytes(n)).hexdigest() for n in (10, 2**21))
+    True
     """
-    return _sha256(data).hexdigest()
+    return _sha256(len(data))(data).hexdigest()
 
 
 class InputSpec(NamedTuple):
@@ -329,14 +351,15 @@ class ArtifactRecord(NamedTuple):
     outputs: tuple[TensorRecord, ...] = ()
     preprocessing: Preprocessing | None = None
 
-    def verify(self, digest: str, artifact_path: Path) -> None:
+    def verify(self, digest: str, artifact_path: str | os.PathLike[str]) -> None:
         """Refuse bytes (hex sha256 ``digest``) other than the ones this entry describes.
 
         A mismatch means a damaged copy or an artifact from a different conversion;
         in both cases the recorded preprocessing and labels cannot be trusted for it.
         """
         if not self.sha256:
-            raise ManifestError(f"{artifact_path.parent / MANIFEST_NAME}: artifact '{self.file}' has no valid 'sha256'")
+            where = os.path.join(os.path.dirname(artifact_path), MANIFEST_NAME)
+            raise ManifestError(f"{where}: artifact '{self.file}' has no valid 'sha256'")
         if digest != self.sha256:
             raise ManifestError(
                 f"{artifact_path}: sha256 {digest[:12]}… does not match {MANIFEST_NAME} ({self.sha256[:12]}…); "
@@ -366,7 +389,7 @@ class ArtifactRecord(NamedTuple):
     @classmethod
     def from_fields(cls, f: Fields, spec: InputSpec) -> "ArtifactRecord":
         file = f.text("file")
-        if not file or Path(file).name != file:
+        if not file or os.path.basename(file) != file or file == ".":
             raise f.fail(f"'{f.prefix}file' must be a plain file name, got {file!r}")
         sha = f.text("sha256", "")
         if sha and (len(sha) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha)):
@@ -393,7 +416,7 @@ class Manifest(NamedTuple):
 
     ``source_model``, ``calibration``, ``data`` and ``tool_versions`` are free-form
     records for people and tools (the runtime does not act on them); ``path`` is
-    where the manifest was read from (None for one built in memory).
+    where the manifest was read from, as a string (None for one built in memory).
 
     Examples
     --------
@@ -413,7 +436,7 @@ class Manifest(NamedTuple):
     tool_versions: dict[str, str] = {}
     created: str = ""
     schema_version: int = SCHEMA_VERSION
-    path: Path | None = None
+    path: str | None = None
 
     def artifact(self, file: str | None = None, *, name: str | None = None) -> "ArtifactRecord":
         """The entry whose ``file`` (or ``name``) is given; ManifestError naming what is listed."""
@@ -450,7 +473,7 @@ class Manifest(NamedTuple):
         }
 
     @classmethod
-    def from_json(cls, doc: object, source: str = MANIFEST_NAME, path: Path | None = None) -> "Manifest":
+    def from_json(cls, doc: object, source: str = MANIFEST_NAME, path: str | None = None) -> "Manifest":
         """Validate a parsed document; ManifestError (one line) on the first problem."""
         f = Fields(doc, source, ManifestError, hint=_HINT)
         version = check_schema(f, SUPPORTED_SCHEMA_VERSIONS, "upgrade keras2edge or regenerate the manifest")
@@ -479,13 +502,13 @@ class Manifest(NamedTuple):
         )
 
     @classmethod
-    def read(cls, location: str | Path) -> "Manifest":
+    def read(cls, location: str | os.PathLike[str]) -> "Manifest":
         """Read ``location`` (a ``manifest.json`` or the directory holding one)."""
         path = document_path(location, MANIFEST_NAME)
         doc = read_document(path, ManifestError, "pass a directory written by 'python -m convert'")
-        return cls.from_json(doc, str(path), path)
+        return cls.from_json(doc, path, path)
 
-    def write(self, directory: str | Path) -> Path:
+    def write(self, directory: str | os.PathLike[str]) -> "Path":
         """Write ``directory/manifest.json`` atomically and return its path."""
         return write_document(directory, MANIFEST_NAME, self.to_json())
 
