@@ -157,3 +157,27 @@ def test_selftest_passes_on_the_samples_of_any_model(request, fixture, file, cap
     assert run_cli("selftest", selftest_main, [str(directory / file), "--json"]) == 0, capsys.readouterr().out
     result = json.loads(capsys.readouterr().out)
     assert result["passed"] and result["samples"] == 32 and result["sample_source"].endswith("samples.npz")
+
+
+def test_feature_quantisation_fast_path_is_exact_and_within_a_step_of_the_float32_reference():
+    spec = InputSpec("features", (13,), None, digits=False)
+    pre = Preprocessing.for_mode("standardize", "flat", (13,), tuple(np.linspace(-5, 300, 13)), tuple(np.geomspace(1e-3, 50, 13)))
+    adapter = InputAdapter(spec, pre, np.dtype(np.int8), (0.037, -4))
+    rows = np.random.default_rng(2).normal(np.linspace(-5, 300, 13), np.geomspace(1e-3, 50, 13), (500, 13))
+    got = adapter(rows)
+    # Exact in float64: (x - mean) / std, quantised.
+    exact = quantize((rows - np.asarray(pre.mean)) / np.asarray(pre.std), 0.037, -4, np.dtype(np.int8))
+    np.testing.assert_array_equal(got, exact)
+    # The float32 reference arithmetic loses digits when a feature sits far from zero with a
+    # tiny spread (300 ± 0.001); it stays within one int8 step.
+    reference = quantize(apply_preprocessing(rows, pre).astype(np.float64), 0.037, -4, np.dtype(np.int8))
+    assert got.dtype == np.int8 and np.abs(got.astype(int) - reference).max() <= 1
+
+
+def test_non_finite_features_are_refused_but_huge_finite_ones_are_not_taken_for_nan():
+    spec = InputSpec("features", (3,), None, digits=False)
+    adapter = InputAdapter(spec, Preprocessing.for_mode("raw", "flat", (3,)), np.dtype(np.float32), None)
+    for bad in (np.nan, np.inf, -np.inf):
+        with pytest.raises(InputError, match="NaN or inf"):
+            adapter(np.array([1.0, bad, 2.0]))
+    assert adapter(np.array([3e38, 3e38, 1.0], np.float32)).shape == (1, 3)  # huge, finite: not NaN
