@@ -29,8 +29,8 @@ atomically into ``--out``: ``results.json``, ``report.md`` and ``throughput.png`
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import http.client
+import importlib.util
 import io
 import json
 import math

@@ -25,6 +25,7 @@ from edge_runtime.records.parity import ArtifactParity, ParityRecord
 from edge_runtime.records.training import TrainingRecord
 from train.data import Dataset, load_dataset
 
+
 @dataclass(frozen=True)
 class Gate:
     """Thresholds an artifact must meet; ``None`` means the metric is not gated.
@@ -155,7 +156,6 @@ def keras_probabilities(model_path: Path, manifest: Manifest, raw: np.ndarray) -
 
 def _artifact_probabilities(path: Path, raw: np.ndarray, backend: str) -> np.ndarray:
     import edge_runtime
-
     from convert._quiet import captured_output
 
     with captured_output():  # LiteRT announces its delegate on stderr

@@ -106,7 +106,6 @@ def test_feature_mlp_converts_and_its_full_integer_artifacts_take_standardised_f
 def test_full_integer_artifact_reads_raw_features_on_very_different_scales(feature_mlp_artifacts, feature_csv):
     """The tiny vibration column (thousandths) matters to the labels; quantised raw, beside kelvins, it would vanish."""
     import edge_runtime
-
     from train.data import load_dataset
 
     data = load_dataset(feature_csv)

@@ -78,7 +78,7 @@ def test_export_writes_sources_and_report_naming_the_models_operators(request, f
     manifest, _ = _manifest_entry(artifacts)
     assert record["model"]["array"] == f"g_{csource.c_identifier(manifest['source_model']['name'])}_model_data"
     ops_header = (out / "model_ops.h").read_text()
-    assert f"MicroMutableOpResolver<kNumOps>" in ops_header and f"kNumOps = {len(record['ops'])};" in ops_header
+    assert "MicroMutableOpResolver<kNumOps>" in ops_header and f"kNumOps = {len(record['ops'])};" in ops_header
     assert "AllOpsResolver" not in ops_header
     for op in record["ops"]:
         assert f"resolver.{ops.MICRO_OPS[op]}()" in ops_header

@@ -13,6 +13,7 @@ from edge_runtime.records.training import TrainingRecord
 from tests.datasets import FEATURE_CLASSES, write_npz
 from tests.test_train import assert_one_line_error, run_train
 
+
 def test_cli_trains_a_cnn_on_an_rgb_folder_and_records_the_input(rgb_cnn_run):
     out, proc, data = rgb_cnn_run
     assert sorted(p.name for p in out.iterdir()) == ["model.keras", "training.json"]

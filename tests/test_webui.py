@@ -11,7 +11,6 @@ Screenshots at desktop and phone width go to a ``webui-screenshots`` test direct
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.client
 import io
 import json

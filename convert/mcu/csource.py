@@ -341,7 +341,7 @@ def model_io_header(
         lines += [
             "// Raw uint8 pixel -> model input value, exactly as the keras2edge runtime (and so the",
             "// parity measurement) computes it: the preprocessing below, then the input quantisation.",
-            f"// Pixels in row-major order, channels last: input[i] = kInputFromPixel[i % kPixelChannels][pixel[i]].",
+            "// Pixels in row-major order, channels last: input[i] = kInputFromPixel[i % kPixelChannels][pixel[i]].",
             f"constexpr int kPixelChannels = {channels};",
             f"constexpr {input_tensor['dtype']}_t kInputFromPixel[kPixelChannels][256] = {{",
             *rows,

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from convert.parity import load_test_data
 from convert.mcu import csource, micro, ops
+from convert.parity import load_test_data
 from edge_runtime.atomic import check_output_dir, staged_dir
 from edge_runtime.errors import BackendError, DataError, ManifestError, ModelLoadError
 from edge_runtime.files import read_user_file

@@ -17,7 +17,6 @@ import numpy as np
 from edge_runtime.preprocessing import INT_RANGES, saturate  # noqa: F401  (saturate: the kernels share the runtime's rounding rule)
 
 
-
 def per_axis(values: np.ndarray, axis: int, ndim: int) -> np.ndarray:
     """Reshape a per-channel parameter vector to broadcast along ``axis`` of an ``ndim`` array."""
     values = np.asarray(values)
