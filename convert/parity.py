@@ -194,7 +194,9 @@ def load_test_data(
     expected = manifest.input.shape
     got = data.x_test.shape[1:]
     if got != expected and not (manifest.input.is_image and expected[2] == 1 and got == expected[:2]):
-        raise DataError(f"test inputs are {'×'.join(map(str, got))} but the artifacts expect {'×'.join(map(str, expected))}")
+        raise DataError(
+            f"test inputs are {'×'.join(map(str, got))} but the artifacts expect {'×'.join(map(str, expected))}"
+        )
     return data
 
 
