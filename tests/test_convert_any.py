@@ -74,7 +74,9 @@ def test_hand_built_model_converts_with_default_options_and_passes_parity(hand_b
     assert manifest.preprocessing.mode == "raw"  # the Rescaling layer inside takes raw 0-255 pixels
     assert manifest.data["preprocessing_from"] == "the model's leading Rescaling layer"
     assert manifest.output_kind == "logits"
-    assert manifest.source_model["format"] == {"hand.keras": "keras", "hand.h5": "h5", "hand_saved_model": "saved_model"}[form]
+    assert manifest.source_model["format"] == {
+        "hand.keras": "keras", "hand.h5": "h5", "hand_saved_model": "saved_model"
+    }[form]
     report = run_parity(out)
     assert report.failures() == [], report.failures()
 
