@@ -1,6 +1,7 @@
 # Two entry points, each installs what it needs into .venv first:
 #   make demo   train -> convert -> parity -> benchmark -> report on the bundled MNIST
 #   make test   the test suite
+#   make lint   ruff: pyflakes, import order, lines over 120 characters (pyproject.toml [tool.ruff])
 #   make device emulated Raspberry Pi checks (arm64, armhf) on the demo's artifacts; needs root
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +9,7 @@ PY := $(VENV)/bin/python
 OUT ?= out
 STAMP := $(VENV)/.keras2edge-installed
 
-.PHONY: demo test device install clean
+.PHONY: demo test lint device install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +27,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
 
 device: $(STAMP)
 	test -f $(OUT)/artifacts/manifest.json || $(MAKE) demo

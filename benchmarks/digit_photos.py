@@ -242,7 +242,8 @@ def _mnist_test() -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _accuracy(model: Any, images: np.ndarray, labels: np.ndarray) -> float:
-    """Top-1 accuracy of a loaded ``edge_runtime`` model on uint8 ``images`` (MNIST, or photos read by ``load_image``)."""
+    """Top-1 accuracy of a loaded ``edge_runtime`` model on uint8 ``images`` (MNIST, or photos read by
+    ``load_image``)."""
     predicted = np.argmax(model.predict(images), axis=1)
     return float(np.mean(predicted == np.asarray(labels)))
 

@@ -64,7 +64,9 @@ def load_results(path: Path) -> dict[str, Any]:
         for row in rows:
             missing = [k for k in required[what] if not isinstance(row, dict) or k not in row]
             if missing:
-                raise DataError(f"'{path}': a {what} record lacks {', '.join(missing)}; it is not a complete results.json")
+                raise DataError(
+                    f"'{path}': a {what} record lacks {', '.join(missing)}; it is not a complete results.json"
+                )
     if any(not isinstance(r, dict) or "kind" not in r for r in doc["records"]):
         raise DataError(f"'{path}': a record lacks its kind; it is not a complete results.json")
     return doc
@@ -153,7 +155,8 @@ def _artifacts(doc: dict[str, Any]) -> list[str]:
              "–" if a["bytes"] is None else f"{a['bytes'] / 1024:,.1f}", _fmt(a["accuracy"], 4),
              _fmt(a["accuracy_delta"], 3), _fmt(a["agreement"], 4), _fmt(a["gate_passed"])]
             for a in doc["artifacts"]]
-    return ["## Artifacts", "", "Size from the manifest; accuracy and top-1 agreement with Keras from `parity.json`.", "",
+    return ["## Artifacts", "",
+            "Size from the manifest; accuracy and top-1 agreement with Keras from `parity.json`.", "",
             _table(["artifact", "format", "precision", "quantization", "KiB", "accuracy", "Δ vs Keras",
                     "agreement", "within gate"], rows), "", f"![size vs accuracy]({SIZE_CHART})"]
 

@@ -29,8 +29,8 @@ atomically into ``--out``: ``results.json``, ``report.md`` and ``throughput.png`
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import http.client
+import importlib.util
 import io
 import json
 import math
@@ -540,7 +540,8 @@ def compare_servers(
                         record = measure(server, body, connections, plan, workdir, round=round_index)
                         progress(
                             f"{server.name:13s} {body.name:4s} c={connections:<3d} "
-                            f"{record['requests_per_s']:8.1f} req/s p99 {record['p99_ms']:7.2f} ms  errors {record['errors']}  RSS {record['rss_mib']} MiB"
+                            f"{record['requests_per_s']:8.1f} req/s p99 {record['p99_ms']:7.2f} ms  "
+                            f"errors {record['errors']}  RSS {record['rss_mib']} MiB"
                         )
                         records.append(record)
     finally:

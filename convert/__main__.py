@@ -41,7 +41,8 @@ def build_convert_parser() -> argparse.ArgumentParser:
         description="Convert a Keras classifier to TFLite and ONNX artifacts (float32, float16, int8) "
         "with a manifest.json. Use 'python -m convert parity DIR' to check them against the Keras model.",
     )
-    parser.add_argument("model", help="the model to convert: a .keras or .h5 file, or a SavedModel directory (model.export)")
+    parser.add_argument("model",
+                        help="the model to convert: a .keras or .h5 file, or a SavedModel directory (model.export)")
     parser.add_argument("--out", required=True, help="output directory for the artifacts and manifest.json")
     add_data_arguments(parser, data_default=None,
                        data_help="data whose TRAINING split calibrates int8 and whose test split gives samples.npz: "
@@ -113,9 +114,12 @@ def build_parity_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("dir", help="a directory written by python -m convert")
     add_data_arguments(parser, data_default=None,
-                       data_help="test data (default: the data set recorded in the manifest, which calibrated the artifacts)")
-    parser.add_argument("--model", default=None, help="the source .keras model (default: the path recorded in the manifest)")
-    parser.add_argument("--backend", default="auto", help="edge_runtime backend used to run the artifacts (default auto)")
+                       data_help="test data (default: the data set recorded in the manifest, "
+                                 "which calibrated the artifacts)")
+    parser.add_argument("--model", default=None,
+                        help="the source .keras model (default: the path recorded in the manifest)")
+    parser.add_argument("--backend", default="auto",
+                        help="edge_runtime backend used to run the artifacts (default auto)")
     gates = parser.add_argument_group("gates", "override the default thresholds per precision")
     for precision in PRECISIONS:
         default = DEFAULT_GATES[precision]
@@ -189,10 +193,14 @@ def build_mcu_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("dir", help="a directory written by python -m convert")
     parser.add_argument("--out", required=True, help="output directory for the sources and the report")
-    parser.add_argument("--artifact", default="tflite_int8", help="artifact name in DIR/manifest.json (default tflite_int8)")
-    parser.add_argument("--flash-bytes", type=positive_int, default=None, metavar="N", help="refuse a model larger than N bytes")
-    add_data_arguments(parser, data_default=None, data_help="test data (default: the data set recorded in the manifest)")
-    parser.add_argument("--test-samples", type=positive_int, default=None, metavar="N", help="measure parity on the first N test images (default all)")
+    parser.add_argument("--artifact", default="tflite_int8",
+                        help="artifact name in DIR/manifest.json (default tflite_int8)")
+    parser.add_argument("--flash-bytes", type=positive_int, default=None, metavar="N",
+                        help="refuse a model larger than N bytes")
+    add_data_arguments(parser, data_default=None,
+                       data_help="test data (default: the data set recorded in the manifest)")
+    parser.add_argument("--test-samples", type=positive_int, default=None, metavar="N",
+                        help="measure parity on the first N test images (default all)")
     parser.add_argument("--force", action="store_true", help="replace --out if it already exists")
     return parser
 

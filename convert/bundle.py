@@ -49,7 +49,9 @@ from edge_runtime.sample_set import SampleSet, load_samples, write_samples
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 # What a device needs of the wheel to run the self-test (embedded digits: schema-1 directories).
-SELFTEST_MEMBERS = ("edge_runtime/__init__.py", "edge_runtime/selftest.py", "edge_runtime/samples/mnist_test_samples.npz")
+SELFTEST_MEMBERS = (
+    "edge_runtime/__init__.py", "edge_runtime/selftest.py", "edge_runtime/samples/mnist_test_samples.npz"
+)
 
 # Reference outputs are compared on the device with these tolerances (max |dp|).
 # Float graphs differ between backends and CPUs only by float32 rounding; quantised
@@ -113,7 +115,8 @@ TARGETS: dict[str, Target] = {
     "armv7l": Target(
         name="armv7l",
         debian_arch="armhf",
-        description="32-bit Raspberry Pi OS / Debian armhf on an ARMv7+ CPU (Pi 2, 3, 4, Zero 2 W; not Pi 1/Zero), Python 3.11",
+        description="32-bit Raspberry Pi OS / Debian armhf on an ARMv7+ CPU (Pi 2, 3, 4, Zero 2 W; not Pi 1/Zero), "
+                    "Python 3.11",
         requirements=(
             # PyPI has tflite-runtime 2.14 wheels for armv7l only up to CPython 3.11;
             # elsewhere the pure-NumPy backend runs the model with numpy + tflite.
@@ -281,6 +284,9 @@ def reference_outputs(model_path: Path, samples: SampleSet, quantization: str) -
 def run_sh(target: Target, wheel: str, requirements: str, artifact_file: str) -> str:
     """The device-side ``run.sh``: ``install``, ``check``, ``predict`` and ``info``."""
     site = " --system-site-packages" if target.system_site_packages else ""
+    wrong_arch = (f"this bundle is for {target.debian_arch} ({target.name}) but this system is $arch; "
+                  "build one with --target for it")
+    apt = " ".join(target.apt_packages)
     numpy_check = ""
     if target.system_site_packages:
         numpy_check = (
@@ -301,7 +307,7 @@ die() {{ echo "run.sh: error: $*" >&2; exit 2; }}
 check_arch() {{
     if command -v dpkg >/dev/null 2>&1; then
         arch=$(dpkg --print-architecture)
-        [ "$arch" = "{target.debian_arch}" ] || die "this bundle is for {target.debian_arch} ({target.name}) but this system is $arch; build one with --target for it"
+        [ "$arch" = "{target.debian_arch}" ] || die "{wrong_arch}"
     fi
 }}
 cmd=${{1:-check}}
@@ -310,7 +316,7 @@ case "$cmd" in
 install)
     check_arch
     command -v python3 >/dev/null 2>&1 || die "python3 not found: sudo apt install python3"
-{numpy_check}    python3 -m venv{site} "$VENV" || die "could not create $VENV: sudo apt install {' '.join(target.apt_packages)}"
+{numpy_check}    python3 -m venv{site} "$VENV" || die "could not create $VENV: sudo apt install {apt}"
     "$VENV/bin/python" -m pip install -r "$HERE/{requirements}" "$HERE/{wheel}"
     echo "installed into $VENV; next: $0 check"
     ;;
@@ -329,7 +335,8 @@ esac
 """
 
 
-def readme(target: Target, artifact: dict[str, Any], samples: int, wheel: str, requirements: str, bundle_name: str) -> str:
+def readme(target: Target, artifact: dict[str, Any], samples: int, wheel: str, requirements: str,
+           bundle_name: str) -> str:
     """The device-side README.md: how to install, check and use this bundle."""
     apt = " ".join(target.apt_packages)
     return f"""# keras2edge bundle: `{artifact['name']}` for {target.name}
@@ -448,7 +455,8 @@ def make_bundle(
         requirements = f"requirements-{target}.txt"
         write_text(stage / requirements, requirements_text(spec))
         write_text(stage / "run.sh", run_sh(spec, wheel_path.name, requirements, artifact_path.name))
-        write_text(stage / "README.md", readme(spec, entry.summary(), len(samples), wheel_path.name, requirements, out_dir.name))
+        write_text(stage / "README.md",
+                   readme(spec, entry.summary(), len(samples), wheel_path.name, requirements, out_dir.name))
         BundleRecord(
             target=target,
             debian_arch=spec.debian_arch,
@@ -482,7 +490,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the bundle for parsed ``args`` and say where it is."""
-    out = make_bundle(args.artifact_dir, args.artifact, args.out, target=args.target, force=args.force, wheel=args.wheel)
+    out = make_bundle(args.artifact_dir, args.artifact, args.out, target=args.target, force=args.force,
+                      wheel=args.wheel)
     print(f"bundle: {out}")
     print(f"tarball: {out.with_name(out.name + '.tar.gz')}")
     print(f"on the device: tar xzf {out.name}.tar.gz && cd {out.name} && ./run.sh install && ./run.sh check")

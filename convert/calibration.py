@@ -53,7 +53,9 @@ class CalibrationData:
     def __init__(self, dataset: Dataset, preprocessing: Preprocessing, samples: int, seed: int) -> None:
         available = len(dataset.x_train)
         if not 1 <= samples <= available:
-            raise DataError(f"--calibration-samples must be between 1 and {available} (the training split size), got {samples}")
+            raise DataError(
+                f"--calibration-samples must be between 1 and {available} (the training split size), got {samples}"
+            )
         input_shape = preprocessing.model_input_shape
         per_sample = int(np.prod(input_shape))
         values = int(np.prod(dataset.x_train.shape[1:]))

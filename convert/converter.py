@@ -93,7 +93,8 @@ def image_options(source: SourceModel, training: TrainingRecord | None) -> dict:
     """
     if training is not None and training.input.is_image:
         spec = training.input
-        return {"image_size": spec.image_size, "color_mode": spec.color_mode, "crop_to_aspect_ratio": spec.crop_to_aspect_ratio}
+        return {"image_size": spec.image_size, "color_mode": spec.color_mode,
+                "crop_to_aspect_ratio": spec.crop_to_aspect_ratio}
     shape = source.input_shape
     if len(shape) == 3 and shape[2] in (1, 3):
         return {"image_size": (shape[0], shape[1]), "color_mode": "rgb" if shape[2] == 3 else "grayscale"}
@@ -184,7 +185,8 @@ def convert_model(
     """
     quiet_libraries()
     say = progress or (lambda line: None)
-    kinds = tuple(k if isinstance(k, ArtifactKind) else ArtifactKind.from_name(k) for k in formats) if formats else ALL_KINDS
+    kinds = (tuple(k if isinstance(k, ArtifactKind) else ArtifactKind.from_name(k) for k in formats)
+             if formats else ALL_KINDS)
     check_output_dir(out_dir, force)
     source = load_source_model(model_path)
     training = TrainingRecord.beside(source.path) if source.format != "saved_model" else None
@@ -220,7 +222,8 @@ def convert_model(
             inputs, outputs = _validate(kind, path, source.num_outputs)
             override = plan.int8_preprocessing if kind.needs_calibration else None
             records.append(artifact_record(kind, path, inputs, outputs, override))
-            say(f"{kind.artifact_name:<20} {path.stat().st_size / 1024:>9.1f} KiB  {time.perf_counter() - started:6.1f} s")
+            say(f"{kind.artifact_name:<20} {path.stat().st_size / 1024:>9.1f} KiB  "
+                f"{time.perf_counter() - started:6.1f} s")
         manifest = build_manifest(source, plan, calibration, data, records)
         manifest.write(stage)
         chosen = sample_indices(data.y_test, seed=seed)

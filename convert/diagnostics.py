@@ -65,14 +65,17 @@ def tflite_full_int8_layers(model: Any, calibration: CalibrationData) -> list[st
 
     converter = make_converter(model, ArtifactKind.TFLITE_INT8, calibration)
     with captured_output():
-        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=calibration.representative_dataset)
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=calibration.representative_dataset
+        )
         debugger.run()
     rows = []
     for tensor, stats in debugger.layer_statistics.items():
         name = tensor.removeprefix("NumericVerify/").split(";")[0].rsplit(":", 1)[0]
         rows.append((float(stats["mean_squared_error"]), name, float(stats["max_abs_error"])))
     rows.sort(reverse=True)
-    return [f"{name}: RMSE {math.sqrt(mse):.4g}, max abs error {max_abs:.4g}" for mse, name, max_abs in rows[:TOP_LAYERS]]
+    return [f"{name}: RMSE {math.sqrt(mse):.4g}, max abs error {max_abs:.4g}"
+            for mse, name, max_abs in rows[:TOP_LAYERS]]
 
 
 def _tflite_tensors(model_content: bytes, inputs: np.ndarray) -> dict[str, np.ndarray]:
@@ -112,7 +115,8 @@ def tflite_dynamic_int8_layers(model: Any, artifact: Path, calibration: Calibrat
     return _format_sqnr(errors)
 
 
-def onnx_int8_layers(float_model: Path, quantized_model: Path, calibration: CalibrationData, input_name: str, qdq: bool) -> list[str]:
+def onnx_int8_layers(float_model: Path, quantized_model: Path, calibration: CalibrationData, input_name: str,
+                     qdq: bool) -> list[str]:
     """Per-layer SQNR of an int8 ONNX model against the float graph.
 
     ``qdq_loss_debug`` makes every intermediate tensor a graph output. For a QDQ
@@ -187,4 +191,5 @@ def diagnose_int8(
     with tempfile.TemporaryDirectory(prefix="keras2edge-diag-") as scratch:
         float_model = Path(scratch) / "float.onnx"
         float_model.write_bytes(export_onnx(source))
-        return onnx_int8_layers(float_model, artifact, calibration, record.inputs[0].name, qdq=kind is ArtifactKind.ONNX_INT8_STATIC)
+        return onnx_int8_layers(float_model, artifact, calibration, record.inputs[0].name,
+                                qdq=kind is ArtifactKind.ONNX_INT8_STATIC)

@@ -61,7 +61,9 @@ def _check_shape(source: SourceModel, spec: InputSpec) -> str:
     """The model's layout (``flat``/``nhwc``) if its input holds one ``spec`` sample, else DataError."""
     shape = source.input_shape
     if len(shape) == 3 and shape[2] not in (1, 3):
-        raise DataError(f"model input {shape} has {shape[2]} channels; keras2edge converts images with 1 (grayscale) or 3 (RGB)")
+        raise DataError(
+            f"model input {shape} has {shape[2]} channels; keras2edge converts images with 1 (grayscale) or 3 (RGB)"
+        )
     if spec.is_image:
         if shape == spec.shape:
             return "nhwc"
@@ -70,7 +72,8 @@ def _check_shape(source: SourceModel, spec: InputSpec) -> str:
         h, w, c = spec.shape
         hint = ""
         if len(shape) == 3:
-            hint = f"; load the data with --image-size {shape[0]}x{shape[1]} --color-mode {'rgb' if shape[2] == 3 else 'grayscale'}"
+            hint = (f"; load the data with --image-size {shape[0]}x{shape[1]} "
+                    f"--color-mode {'rgb' if shape[2] == 3 else 'grayscale'}")
         raise DataError(
             f"model input {shape} does not fit the data's {h}×{w}×{c} images; expected {spec.shape} (NHWC) "
             f"or ({spec.size},) (flat){hint}"
@@ -89,7 +92,8 @@ def _per_axis(values: tuple[float, ...] | None, spec: InputSpec, option: str) ->
     return tuple(float(v) for v in values)
 
 
-def _from_options(options: PreprocessOptions, spec: InputSpec, layout: str, shape: tuple[int, ...]) -> Preprocessing | None:
+def _from_options(options: PreprocessOptions, spec: InputSpec, layout: str,
+                  shape: tuple[int, ...]) -> Preprocessing | None:
     mean, std = _per_axis(options.mean, spec, "--mean"), _per_axis(options.std, spec, "--std")
     if (mean is None) != (std is None):
         raise DataError("--mean and --std go together; give both")
@@ -147,7 +151,8 @@ def plan_input(
     if pre is None and training is not None:
         pre, decided = training.preprocessing._replace(layout=layout, model_input_shape=shape), "training.json"
     if pre is None and source.leading in ("rescaling", "normalization"):
-        pre, decided = Preprocessing.for_mode("raw", layout, shape), f"the model's leading {source.leading.title()} layer"
+        pre, decided = (Preprocessing.for_mode("raw", layout, shape),
+                        f"the model's leading {source.leading.title()} layer")
     if pre is None and spec.is_image:
         pre, decided = Preprocessing.for_mode("unit", layout, shape), "default for images (x / 255)"
     if pre is None:

@@ -25,6 +25,7 @@ from edge_runtime.records.parity import ArtifactParity, ParityRecord
 from edge_runtime.records.training import TrainingRecord
 from train.data import Dataset, load_dataset
 
+
 @dataclass(frozen=True)
 class Gate:
     """Thresholds an artifact must meet; ``None`` means the metric is not gated.
@@ -155,7 +156,6 @@ def keras_probabilities(model_path: Path, manifest: Manifest, raw: np.ndarray) -
 
 def _artifact_probabilities(path: Path, raw: np.ndarray, backend: str) -> np.ndarray:
     import edge_runtime
-
     from convert._quiet import captured_output
 
     with captured_output():  # LiteRT announces its delegate on stderr
@@ -194,7 +194,9 @@ def load_test_data(
     expected = manifest.input.shape
     got = data.x_test.shape[1:]
     if got != expected and not (manifest.input.is_image and expected[2] == 1 and got == expected[:2]):
-        raise DataError(f"test inputs are {'×'.join(map(str, got))} but the artifacts expect {'×'.join(map(str, expected))}")
+        raise DataError(
+            f"test inputs are {'×'.join(map(str, got))} but the artifacts expect {'×'.join(map(str, expected))}"
+        )
     return data
 
 

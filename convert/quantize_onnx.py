@@ -23,7 +23,8 @@ def preprocess_for_quantization(float_path: Path, out_path: Path) -> None:
         quant_pre_process(str(float_path), str(out_path), skip_symbolic_shape=True)
 
 
-def quantize_static_qdq(prepared_path: Path, out_path: Path, calibration: CalibrationData, input_name: str, *, per_channel: bool = True) -> None:
+def quantize_static_qdq(prepared_path: Path, out_path: Path, calibration: CalibrationData, input_name: str, *,
+                        per_channel: bool = True) -> None:
     """Static int8 QDQ quantisation: per-channel 7-bit weights, MinMax ranges from ``calibration``.
 
     ``per_channel=False`` gives one weight scale per tensor instead (the runtime's

@@ -199,7 +199,8 @@ def _saved_model_leading(path: Path) -> str | None:
     for function in graph.library.function:
         args = {a.name for a in function.signature.input_arg}
         for node in function.node_def:
-            if any(i.split(":")[0] in args for i in node.input if not i.startswith("^")) and node.op not in ("ReadVariableOp",):
+            if (any(i.split(":")[0] in args for i in node.input if not i.startswith("^"))
+                    and node.op not in ("ReadVariableOp",)):
                 if node.op in ("Mul", "Cast"):
                     return "rescaling"
                 if node.op == "Sub":
@@ -223,7 +224,9 @@ def _load_saved_model(path: Path) -> Any:
         )
     (name, spec), = inputs.items()
     if any(d is None for d in spec.shape[1:]):
-        raise ModelLoadError(f"{path}: input shape {tuple(spec.shape)} has unknown dimensions; export it with a fixed input size")
+        raise ModelLoadError(
+            f"{path}: input shape {tuple(spec.shape)} has unknown dimensions; export it with a fixed input size"
+        )
     layer = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")
     inp = keras.Input(tuple(int(d) for d in spec.shape[1:]), name=name)
     out = layer(inp)
@@ -267,13 +270,17 @@ def load_source_model(path: str | os.PathLike[str]) -> SourceModel:
     source = Path(path).absolute()
     if source.is_dir():
         if not (source / "saved_model.pb").is_file():
-            raise ModelLoadError(f"{path}: a directory without saved_model.pb; pass a .keras or .h5 file or a SavedModel directory")
+            raise ModelLoadError(
+                f"{path}: a directory without saved_model.pb; pass a .keras or .h5 file or a SavedModel directory"
+            )
         fmt = "saved_model"
     elif not source.is_file():
         raise ModelLoadError(f"{path}: no such model file")
     elif source.suffix.lower() in KERAS_SUFFIXES:
         if not zipfile.is_zipfile(source):
-            raise ModelLoadError(f"{path}: not a Keras model (not a .keras zip archive; truncated or a different file type)")
+            raise ModelLoadError(
+                f"{path}: not a Keras model (not a .keras zip archive; truncated or a different file type)"
+            )
         fmt = "keras"
     elif source.suffix.lower() in H5_SUFFIXES:
         with open(source, "rb") as handle:
@@ -288,7 +295,8 @@ def load_source_model(path: str | os.PathLike[str]) -> SourceModel:
         import keras
     try:
         with captured_output():
-            model = _load_saved_model(source) if fmt == "saved_model" else keras.models.load_model(source, compile=False)
+            model = (_load_saved_model(source) if fmt == "saved_model"
+                     else keras.models.load_model(source, compile=False))
     except ModelLoadError:
         raise
     except Exception as exc:  # keras / h5py / TensorFlow raise many types for damaged files

@@ -17,7 +17,8 @@ import numpy as np
 
 from edge_runtime.errors import ModelLoadError
 
-_ONNX_DTYPES = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(float16)": "float16"}
+_ONNX_DTYPES = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
+                "tensor(float16)": "float16"}
 _BATCH = 2
 
 

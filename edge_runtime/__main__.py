@@ -43,9 +43,11 @@ SUBCOMMAND_MODULES: tuple[str, ...] = ("edge_runtime.selftest", "edge_runtime.se
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, metavar="MODEL", help=".tflite or .onnx artifact (manifest.json beside it is used)")
+    parser.add_argument("model", type=Path, metavar="MODEL",
+                        help=".tflite or .onnx artifact (manifest.json beside it is used)")
     parser.add_argument("--backend", default="auto", help=f"one of {', '.join(BACKEND_NAMES)} (default %(default)s)")
-    parser.add_argument("--threads", type=positive_int, default=None, help="inference threads (default: the backend's choice)")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="inference threads (default: the backend's choice)")
 
 
 def read_csv_features(path: Path, spec: InputSpec) -> np.ndarray:
@@ -69,7 +71,9 @@ def read_csv_features(path: Path, spec: InputSpec) -> np.ndarray:
     names = spec.feature_names or tuple(h for h in header if h != "label")
     missing = [n for n in names if n not in header]
     if missing:
-        raise DataError(f"{path}: no column {', '.join(repr(m) for m in missing[:3])}; the model reads {', '.join(names)}")
+        raise DataError(
+            f"{path}: no column {', '.join(repr(m) for m in missing[:3])}; the model reads {', '.join(names)}"
+        )
     columns = [header.index(n) for n in names]
     if len(columns) != spec.shape[0]:
         raise DataError(f"{path}: {len(columns)} feature columns but the model reads {spec.shape[0]} features")
@@ -187,7 +191,8 @@ def run_info(args: argparse.Namespace) -> int:
     lines = [
         f"model:        {info['path']}",
         f"format:       {info['format']}",
-        f"backend:      {info['backend']} ({details.get('library', '?')} {details.get('library_version', '')})".rstrip(),
+        (f"backend:      {info['backend']} "
+         f"({details.get('library', '?')} {details.get('library_version', '')})").rstrip(),
         f"threads:      {info['threads'] if info['threads'] is not None else 'backend default'}",
         f"size:         {info['bytes']} bytes",
         f"sha256:       {info['sha256']}",
@@ -208,7 +213,8 @@ def run_info(args: argparse.Namespace) -> int:
         source = manifest.get("source_model") or {}
         lines += [
             f"manifest:     {manifest['path']} (sha256 verified)",
-            f"  artifact:   {artifact.get('name')} precision={artifact.get('precision')} quantization={artifact.get('quantization')}",
+            f"  artifact:   {artifact.get('name')} precision={artifact.get('precision')} "
+            f"quantization={artifact.get('quantization')}",
             f"  source:     {source.get('file')} ({source.get('name')}, {source.get('parameters')} parameters)",
             f"  created:    {manifest.get('created')}",
         ]
@@ -218,9 +224,11 @@ def run_info(args: argparse.Namespace) -> int:
 
 def add_predict(subparsers: Any) -> None:
     """Register ``predict``."""
-    parser = subparsers.add_parser("predict", help="classify image, .npy, IDX or CSV files", description=run_predict.__doc__)
+    parser = subparsers.add_parser("predict", help="classify image, .npy, IDX or CSV files",
+                                   description=run_predict.__doc__)
     _add_model_arguments(parser)
-    parser.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="image file, .npy array, IDX file or CSV of features")
+    parser.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
+                        help="image file, .npy array, IDX file or CSV of features")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
     parser.add_argument("--top-k", type=positive_int, default=None, metavar="K", help="show the K most likely labels")
     parser.set_defaults(func=run_predict)
@@ -228,7 +236,8 @@ def add_predict(subparsers: Any) -> None:
 
 def add_info(subparsers: Any) -> None:
     """Register ``info``."""
-    parser = subparsers.add_parser("info", help="describe a model: backend, I/O, quantisation, sha256, manifest", description=run_info.__doc__)
+    parser = subparsers.add_parser("info", help="describe a model: backend, I/O, quantisation, sha256, manifest",
+                                   description=run_info.__doc__)
     _add_model_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the information as JSON")
     parser.set_defaults(func=run_info)

@@ -54,7 +54,9 @@ def int_in_range(minimum: int, maximum: int | None = None) -> Callable[[str], in
     return parse
 
 
-def float_in_range(minimum: float, maximum: float | None = None, *, above_minimum: bool = False) -> Callable[[str], float]:
+def float_in_range(
+    minimum: float, maximum: float | None = None, *, above_minimum: bool = False
+) -> Callable[[str], float]:
     """An ``argparse`` type for a finite number in ``[minimum, maximum]`` (``(minimum, ...`` with ``above_minimum``).
 
     Examples

@@ -29,7 +29,8 @@ class ModelLoadError(Keras2EdgeError):
 
 
 class RecordError(Keras2EdgeError):
-    """A record file (``manifest.json``, ``parity.json``, ``training.json``, ``bundle.json``) is missing or malformed."""
+    """A record file (``manifest.json``, ``parity.json``, ``training.json``, ``bundle.json``) is missing or
+    malformed."""
 
 
 class ManifestError(RecordError):

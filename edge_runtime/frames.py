@@ -214,21 +214,29 @@ class Picamera2Source:
             from picamera2 import Picamera2
         except ModuleNotFoundError as exc:
             if exc.name not in ("picamera2", "libcamera"):
-                raise DataError(f"SOURCE picamera2: importing picamera2 failed ({exc}); {PICAMERA2_NUMPY_HINT}") from None
+                raise DataError(
+                    f"SOURCE picamera2: importing picamera2 failed ({exc}); {PICAMERA2_NUMPY_HINT}"
+                ) from None
             raise DataError(f"SOURCE picamera2: the {exc.name} module is not importable; {PICAMERA2_HINT}") from None
         except (ImportError, ValueError) as exc:  # ValueError: "numpy.dtype size changed" from Debian's simplejpeg
-            raise DataError(f"SOURCE picamera2: importing picamera2 failed ({' '.join(str(exc).split())}); {PICAMERA2_NUMPY_HINT}") from None
+            raise DataError(
+                f"SOURCE picamera2: importing picamera2 failed ({' '.join(str(exc).split())}); {PICAMERA2_NUMPY_HINT}"
+            ) from None
         size = size or DEFAULT_CAMERA_SIZE
         try:
             camera = Picamera2()
         except (RuntimeError, IndexError, OSError, ValueError) as exc:  # what picamera2 raises with no camera
             raise DataError(f"SOURCE picamera2: no camera could be opened ({' '.join(str(exc).split())})") from None
         try:
-            camera.configure(camera.create_preview_configuration(main={"size": tuple(size), "format": PICAMERA2_RGB_FORMAT}))
+            camera.configure(
+                camera.create_preview_configuration(main={"size": tuple(size), "format": PICAMERA2_RGB_FORMAT})
+            )
             camera.start()
         except (RuntimeError, OSError, ValueError) as exc:
             camera.close()
-            raise DataError(f"SOURCE picamera2: cannot start the camera at {size[0]}x{size[1]} ({' '.join(str(exc).split())})") from None
+            raise DataError(
+                f"SOURCE picamera2: cannot start the camera at {size[0]}x{size[1]} ({' '.join(str(exc).split())})"
+            ) from None
         self._camera = camera
         controls = getattr(camera, "camera_controls", None) or {}
         limits = controls.get("FrameDurationLimits")

@@ -146,7 +146,9 @@ def decode_image(
     except DataError:  # the size refusal above; DataError is a ValueError, keep it as it is
         raise
     except image_mod.UnidentifiedImageError:
-        raise DataError(f"{name}: cannot read image (not a format Pillow can decode: PNG, JPEG, BMP, GIF, WebP, TIFF)") from None
+        raise DataError(
+            f"{name}: cannot read image (not a format Pillow can decode: PNG, JPEG, BMP, GIF, WebP, TIFF)"
+        ) from None
     except image_mod.DecompressionBombError as exc:
         raise DataError(f"{name}: image too large ({exc})") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # truncated or damaged data
@@ -290,7 +292,8 @@ def load_image(
 
         min_side = 2 * WORK_SIDE
     pixels = decode_image(source, color_mode, name=name, max_pixels=max_pixels, min_side=min_side)
-    return fit_image(pixels, image_shape, color_mode=color_mode, digits=digits, crop_to_aspect_ratio=crop_to_aspect_ratio)
+    return fit_image(pixels, image_shape, color_mode=color_mode, digits=digits,
+                     crop_to_aspect_ratio=crop_to_aspect_ratio)
 
 
 def _check_digits(color_mode: str, digits: bool) -> None:
@@ -352,10 +355,12 @@ def fit_image(
     76
     """
     _check_digits(color_mode, digits)
-    if pixels.dtype != np.uint8 or not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] == 3)) or pixels.size == 0:
+    if (pixels.dtype != np.uint8 or not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] == 3))
+            or pixels.size == 0):
         raise DataError(f"expected uint8 pixels of shape (H, W) or (H, W, 3), got {pixels.dtype} {pixels.shape}")
     if (pixels.ndim == 2) != (color_mode == "grayscale"):
-        pixels = np.asarray(pillow().fromarray(pixels).convert("L" if color_mode == "grayscale" else "RGB"), dtype=np.uint8)
+        pixels = np.asarray(pillow().fromarray(pixels).convert("L" if color_mode == "grayscale" else "RGB"),
+                            dtype=np.uint8)
     if digits:
         from edge_runtime.digits import to_mnist_digit
 

@@ -55,10 +55,14 @@ def detect_format(data: bytes, path: str) -> str:
         return "tflite"
     suffix = os.path.splitext(path)[1].lower()
     if suffix == ".tflite":
-        raise ModelLoadError(f"{path}: not a TFLite model (no 'TFL3' flatbuffer identifier); the file is damaged or of another format")
+        raise ModelLoadError(
+            f"{path}: not a TFLite model (no 'TFL3' flatbuffer identifier); the file is damaged or of another format"
+        )
     if suffix == ".onnx" or data[0] == _ONNX_FIRST_BYTE:
         return "onnx"
-    raise ModelLoadError(f"{path}: not a TFLite or ONNX model; expected a .tflite or .onnx file made by python -m convert")
+    raise ModelLoadError(
+        f"{path}: not a TFLite or ONNX model; expected a .tflite or .onnx file made by python -m convert"
+    )
 
 
 def _read(path: str) -> bytes:
@@ -159,7 +163,8 @@ class Model:
         if manifest is not None:
             if len(manifest.class_labels) != self.num_classes:
                 raise ManifestError(
-                    f"{manifest.path}: {len(manifest.class_labels)} class_labels for a model with {self.num_classes} outputs"
+                    f"{manifest.path}: {len(manifest.class_labels)} class_labels for a model with "
+                    f"{self.num_classes} outputs"
                 )
             self.class_labels: tuple[str, ...] = manifest.class_labels
             self._logits = manifest.output_kind == "logits"
@@ -410,6 +415,9 @@ def load(path: str | os.PathLike[str], backend: str = "auto", threads: int | Non
     else:
         shape = engine.inputs[0].shape[1:]
         if not shape or any(d < 1 for d in shape):
-            raise ModelLoadError(f"{artifact}: model input shape {list(engine.inputs[0].shape)} is not fixed per sample; add a manifest.json")
+            raise ModelLoadError(
+                f"{artifact}: model input shape {list(engine.inputs[0].shape)} is not fixed per sample; "
+                "add a manifest.json"
+            )
         spec, pre = default_input(tuple(shape))
     return Model(artifact, fmt, len(data), digest, engine, manifest, entry, spec, pre)

@@ -311,7 +311,8 @@ class InputAdapter:
         # needs the element-wise look.
         elif not _isfinite(_add.reduce(x, axis=None, dtype=_FLOAT64)) and not np.isfinite(x).all():
             raise InputError("input contains NaN or inf")
-        if not self.spec.is_image and x.dtype is _FLOAT32 and x.flags.c_contiguous and x.shape == (n, *self.sample_shape):
+        if (not self.spec.is_image and x.dtype is _FLOAT32 and x.flags.c_contiguous
+                and x.shape == (n, *self.sample_shape)):
             self._last_features = x.shape
             return x if self._features_into is None else self._features_into(x)
         if self._float_identity and x.dtype == np.float32 and x.flags.c_contiguous:

@@ -130,4 +130,5 @@ def load_samples(directory: str | Path, input_shape: tuple[int, ...] | None = No
         len(input_shape) == 3 and input_shape[2] == 1 and inputs.shape[1:] == tuple(input_shape[:2])
     ):
         raise DataError(f"{path}: samples have shape {inputs.shape[1:]} but the model reads {tuple(input_shape)}")
-    return SampleSet(inputs, labels.astype(np.int64), arrays["indices"].astype(np.int64), probs.astype(np.float32), str(path))
+    return SampleSet(inputs, labels.astype(np.int64), arrays["indices"].astype(np.int64), probs.astype(np.float32),
+                     str(path))

@@ -169,7 +169,9 @@ def run_selftest(
     failures: list[str] = []
     n = len(samples.labels)
     if probs.ndim != 2 or probs.shape[0] != n:
-        raise Keras2EdgeError(f"{model_path}: model returned shape {probs.shape} for {n} images; expected ({n}, classes)")
+        raise Keras2EdgeError(
+            f"{model_path}: model returned shape {probs.shape} for {n} images; expected ({n}, classes)"
+        )
     predicted = probs.argmax(axis=1)
     if not np.all(np.isfinite(probs)):
         failures.append("outputs contain NaN or inf")
@@ -187,7 +189,8 @@ def run_selftest(
     accuracy = correct / n
     if accuracy < min_accuracy:
         wrong = ", ".join(
-            f"test[{int(samples.indices[i])}] {model.class_labels[samples.labels[i]]} -> {model.class_labels[predicted[i]]}"
+            f"test[{int(samples.indices[i])}] {model.class_labels[samples.labels[i]]} -> "
+            f"{model.class_labels[predicted[i]]}"
             for i in np.flatnonzero(predicted != samples.labels)
         )
         failures.append(f"accuracy {accuracy:.1%} below minimum {min_accuracy:.1%} ({wrong})")

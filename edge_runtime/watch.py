@@ -153,7 +153,7 @@ class WatchSummary(NamedTuple):
         --------
         >>> WatchSummary(60, 30, 30, 0, 1.25, 2.5, 1.0, "end of source").describe()
         'watch: 60 frames read, 30 classified, 30 skipped, 0 dropped; latency mean 1.25 ms, p99 2.50 ms; 30.0 frames/s classified in 1.00 s (end of source)'
-        """
+        """  # noqa: E501 (a doctest's expected output is one line)
         latency = (
             "no latency (nothing classified)"
             if self.latency_mean_ms is None
@@ -161,7 +161,8 @@ class WatchSummary(NamedTuple):
         )
         return (
             f"watch: {self.frames_read} frames read, {self.classified} classified, {self.skipped} skipped, "
-            f"{self.dropped} dropped; {latency}; {self.fps:.1f} frames/s classified in {self.seconds:.2f} s ({self.stopped_by})"
+            f"{self.dropped} dropped; {latency}; {self.fps:.1f} frames/s classified in {self.seconds:.2f} s "
+            f"({self.stopped_by})"
         )
 
 
@@ -266,7 +267,9 @@ class _Reader:
         except (RuntimeError, OSError, ValueError) as exc:  # a camera failing mid-stream
             if isinstance(exc, Keras2EdgeError):
                 raise
-            raise DataError(f"SOURCE {self.source.name}: reading a frame failed ({' '.join(str(exc).split())})") from None
+            raise DataError(
+                f"SOURCE {self.source.name}: reading a frame failed ({' '.join(str(exc).split())})"
+            ) from None
 
     def run(self) -> None:
         options, source = self.options, self.source
@@ -367,12 +370,14 @@ class Watch:
             mean = self._latency_sum / self.classified
             p99 = float(np.percentile(np.fromiter(self._latencies, float), 99))
         return WatchSummary(
-            self.frames_read, self.classified, self._reader.skipped, self.dropped, mean, p99, self.elapsed(), self.stopped_by
+            self.frames_read, self.classified, self._reader.skipped, self.dropped, mean, p99, self.elapsed(),
+            self.stopped_by,
         )
 
     def _fit(self, pixels: np.ndarray) -> np.ndarray:
         spec = self.model.input
-        return fit_image(pixels, spec.image_size, color_mode=spec.color_mode, digits=spec.digits, crop_to_aspect_ratio=self.options.crop)
+        return fit_image(pixels, spec.image_size, color_mode=spec.color_mode, digits=spec.digits,
+                         crop_to_aspect_ratio=self.options.crop)
 
     def _classify(self, item: _Item) -> tuple[dict[str, Any], bool]:
         """The record of one frame, and whether it passes ``--threshold`` / ``--on-change``."""
@@ -442,7 +447,8 @@ class Watch:
                     if self.source.live and silent > self.options.timeout:
                         self.stopped_by = "error"
                         raise DataError(
-                            f"SOURCE {self.source.name}: no frame for {self.options.timeout:g} s; the camera stopped delivering"
+                            f"SOURCE {self.source.name}: no frame for {self.options.timeout:g} s; "
+                            "the camera stopped delivering"
                         )
                     continue
                 record, reported = self._classify(item)
@@ -582,32 +588,60 @@ def run(args: argparse.Namespace) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``watch`` options (shared by the subcommand and ``python -m edge_runtime.watch``)."""
-    parser.add_argument("model", type=Path, metavar="MODEL", help=".tflite or .onnx image model (manifest.json beside it is used)")
-    parser.add_argument("source", metavar="SOURCE", help="picamera2, a camera (0, /dev/video0), a video file, or a directory / glob of images")
-    parser.add_argument("--backend", choices=BACKEND_NAMES, default="auto", help="inference backend (default %(default)s)")
-    parser.add_argument("--threads", type=positive_int, default=None, help="inference threads (default: the backend's choice)")
+    parser.add_argument(
+        "model", type=Path, metavar="MODEL", help=".tflite or .onnx image model (manifest.json beside it is used)"
+    )
+    parser.add_argument(
+        "source", metavar="SOURCE",
+        help="picamera2, a camera (0, /dev/video0), a video file, or a directory / glob of images",
+    )
+    parser.add_argument(
+        "--backend", choices=BACKEND_NAMES, default="auto", help="inference backend (default %(default)s)"
+    )
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, help="inference threads (default: the backend's choice)"
+    )
     parser.add_argument(
         "--resize", choices=RESIZE_MODES, default="crop",
         help="fit frames to the model's aspect ratio by a centred crop (default) or by squashing the whole frame",
     )
     subset = parser.add_mutually_exclusive_group()
     subset.add_argument("--every", type=positive_int, default=None, metavar="N", help="classify every N-th frame")
-    subset.add_argument("--fps", type=positive_float, default=None, metavar="F", help="classify at most F frames per second")
-    parser.add_argument("--threshold", type=float_in_range(0, 1), default=0.0, metavar="P", help="report only frames whose top probability is at least P")
-    parser.add_argument("--on-change", action="store_true", help="report only frames whose label differs from the last one reported")
-    parser.add_argument("--max-frames", type=positive_int, default=None, metavar="N", help="stop after classifying N frames")
-    parser.add_argument("--realtime", action="store_true", help="play a video file at its own frame rate, dropping frames the model has no time for")
+    subset.add_argument(
+        "--fps", type=positive_float, default=None, metavar="F", help="classify at most F frames per second"
+    )
+    parser.add_argument(
+        "--threshold", type=float_in_range(0, 1), default=0.0, metavar="P",
+        help="report only frames whose top probability is at least P",
+    )
+    parser.add_argument(
+        "--on-change", action="store_true", help="report only frames whose label differs from the last one reported"
+    )
+    parser.add_argument(
+        "--max-frames", type=positive_int, default=None, metavar="N", help="stop after classifying N frames"
+    )
+    parser.add_argument(
+        "--realtime", action="store_true",
+        help="play a video file at its own frame rate, dropping frames the model has no time for",
+    )
     parser.add_argument(
         "--timeout", type=positive_float, default=DEFAULT_TIMEOUT, metavar="S",
         help="a camera that delivers no frame for S seconds is an error (default %(default)g)",
     )
-    parser.add_argument("--size", type=_frame_size, default=None, metavar="WxH", help="camera capture size (picamera2 default 640x480)")
-    parser.add_argument("--top-k", type=positive_int, default=None, metavar="K", help=f"labels in each record's top_k (default {DEFAULT_TOP_K})")
+    parser.add_argument(
+        "--size", type=_frame_size, default=None, metavar="WxH", help="camera capture size (picamera2 default 640x480)"
+    )
+    parser.add_argument(
+        "--top-k", type=positive_int, default=None, metavar="K",
+        help=f"labels in each record's top_k (default {DEFAULT_TOP_K})",
+    )
     parser.add_argument("--json", action="store_true", help="JSON lines even when stdout is a terminal")
 
 
 def add_subparser(subparsers: Any) -> None:
     """Register ``watch`` in the ``python -m edge_runtime`` command registry."""
-    parser = subparsers.add_parser("watch", help="classify a camera, video or image folder live", description=run.__doc__)
+    parser = subparsers.add_parser(
+        "watch", help="classify a camera, video or image folder live", description=run.__doc__
+    )
     add_arguments(parser)
     parser.set_defaults(func=run)

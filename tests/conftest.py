@@ -28,7 +28,9 @@ def mnist():
 def _train_small(tmp_path_factory, mnist, arch: str, epochs: int) -> Path:
     from train.training import TrainConfig, train_model
 
-    model, record = train_model(mnist, TrainConfig(arch=arch, epochs=epochs, train_limit=SMALL_TRAIN, seed=7), verbose=0)
+    model, record = train_model(
+        mnist, TrainConfig(arch=arch, epochs=epochs, train_limit=SMALL_TRAIN, seed=7), verbose=0
+    )
     path = tmp_path_factory.mktemp(f"small_{arch}") / "model.keras"
     model.save(path)
     # As `python -m train` leaves it: the record says how the model's input was preprocessed.
@@ -81,7 +83,8 @@ def small_cnn_artifacts(tmp_path_factory, mnist, small_cnn_path) -> Path:
 
 @pytest.fixture(scope="session")
 def rgb_folder(tmp_path_factory) -> Path:
-    """Three classes of coloured shapes, 60 images each, 40x48 (height x width), in DIR/<class>/ (see tests/datasets.py)."""
+    """Three classes of coloured shapes, 60 images each, 40x48 (height x width), in DIR/<class>/ (see
+    tests/datasets.py)."""
     from tests.datasets import write_shape_folder
 
     return write_shape_folder(tmp_path_factory.mktemp("data") / "shapes", per_class=60)
@@ -98,7 +101,8 @@ def gray_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def feature_csv(tmp_path_factory) -> Path:
-    """One CSV of 1,500 rows (300 test: one flipped answer is 0.33 pt): 13 features on very different scales, three string labels."""
+    """One CSV of 1,500 rows (300 test: one flipped answer is 0.33 pt): 13 features on very different scales,
+    three string labels."""
     from tests.datasets import write_feature_csv
 
     return write_feature_csv(tmp_path_factory.mktemp("data") / "sensors.csv", rows=1500)

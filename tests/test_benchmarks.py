@@ -216,7 +216,8 @@ def test_interleaved_timing_stops_at_max_seconds_even_below_min_runs():
 
 
 def test_cpu_model_reads_raspberry_pi_cpuinfo_and_throttle_bits():
-    pi = "processor\t: 0\nBogoMIPS\t: 108.00\nCPU part\t: 0xd0b\n\nRevision\t: d04170\nModel\t: Raspberry Pi 5 Model B Rev 1.0\n"
+    pi = ("processor\t: 0\nBogoMIPS\t: 108.00\nCPU part\t: 0xd0b\n\n"
+          "Revision\t: d04170\nModel\t: Raspberry Pi 5 Model B Rev 1.0\n")
     assert machine.cpu_model(pi) == "Raspberry Pi 5 Model B Rev 1.0"
     assert machine.cpu_model("CPU part\t: 0xd03\n") == "ARM CPU part 0xd03"
     assert machine.decode_throttled(0x4) == ["throttled now"]

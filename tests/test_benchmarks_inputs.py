@@ -170,7 +170,8 @@ def test_cold_start_child_imports_nothing_before_its_clock_starts():
 
 def _child_modules(subject: str, spec: dict) -> tuple[int, set[str]]:
     """Run one cold-start subject as the benchmark does; its answer and every module it imported."""
-    args = {k: ("" if v is None else ",".join(map(repr, v)) if isinstance(v, tuple) else str(v)) for k, v in spec.items()}
+    args = {k: ("" if v is None else ",".join(map(repr, v)) if isinstance(v, tuple) else str(v))
+            for k, v in spec.items()}
     run = {"litert": "_bare_tflite", "onnxruntime": "_bare_onnxruntime", "edge_runtime": "_edge_runtime"}[subject]
     done = _child(f"import os, sys; from benchmarks import coldstart; r = coldstart.{run}({args!r}); "
                   "print(r['top1'], ' '.join(sorted(sys.modules)))")

@@ -37,7 +37,8 @@ def wheel(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory, small_mlp_artifacts, wheel) -> Path:
-    return make_bundle(small_mlp_artifacts, ARTIFACT, tmp_path_factory.mktemp("b") / "pi-arm64", target="arm64", wheel=wheel)
+    return make_bundle(small_mlp_artifacts, ARTIFACT, tmp_path_factory.mktemp("b") / "pi-arm64", target="arm64",
+                       wheel=wheel)
 
 
 def _sha256(path: Path) -> str:
@@ -55,8 +56,8 @@ def _one_error_line(capsys) -> str:
 
 
 def test_bundle_holds_artifact_manifest_wheel_pins_and_device_scripts(bundle, wheel, small_mlp_artifacts):
-    expected = ["README.md", "bundle.json", wheel.name, "manifest.json", "requirements-arm64.txt", "run.sh", "samples.npz",
-                f"{ARTIFACT}.tflite"]
+    expected = ["README.md", "bundle.json", wheel.name, "manifest.json", "requirements-arm64.txt", "run.sh",
+                "samples.npz", f"{ARTIFACT}.tflite"]
     if (small_mlp_artifacts / "parity.json").is_file():
         expected.append("parity.json")
     assert sorted(p.name for p in bundle.iterdir()) == sorted(expected)
@@ -75,7 +76,8 @@ def test_bundle_manifest_is_trimmed_to_the_artifact_with_a_valid_sha256(bundle, 
     assert entry == next(a for a in original["artifacts"] if a["name"] == ARTIFACT)
     assert entry["sha256"] == _sha256(bundle / entry["file"])
     assert entry["bytes"] == (bundle / entry["file"]).stat().st_size
-    assert {k: v for k, v in trimmed.items() if k != "artifacts"} == {k: v for k, v in original.items() if k != "artifacts"}
+    assert ({k: v for k, v in trimmed.items() if k != "artifacts"}
+            == {k: v for k, v in original.items() if k != "artifacts"})
     info = json.loads((bundle / "bundle.json").read_text())
     assert info["artifact"]["sha256"] == entry["sha256"]
     assert info["wheel"]["sha256"] == _sha256(bundle / info["wheel"]["file"])
@@ -94,7 +96,8 @@ def test_tarball_holds_the_bundle_files_under_the_bundle_name(bundle):
 @pytest.mark.parametrize("target", sorted(TARGETS))
 def test_requirements_are_exact_pins_without_tensorflow(tmp_path, small_mlp_artifacts, wheel, target):
     out = make_bundle(small_mlp_artifacts, ARTIFACT, tmp_path / "b", target=target, wheel=wheel)
-    lines = [line for line in (out / f"requirements-{target}.txt").read_text().splitlines() if line and not line.startswith("#")]
+    lines = [line for line in (out / f"requirements-{target}.txt").read_text().splitlines()
+             if line and not line.startswith("#")]
     assert not any("tensorflow" in line or "keras" in line for line in lines)
     if target == "armv7l":
         assert 'tflite-runtime==2.14.0; python_version == "3.11"' in lines
@@ -241,7 +244,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, small_mlp_art
     bad_wheel = tmp_path / "other.whl"
     bad_wheel.write_bytes(b"x")
     out = tmp_path / "out" / "bundle"
-    argv = [artifacts, "--artifact", name, "--out", str(out), "--wheel", str(bad_wheel if case == "bad wheel" else wheel), *extra]
+    argv = [artifacts, "--artifact", name, "--out", str(out),
+            "--wheel", str(bad_wheel if case == "bad wheel" else wheel), *extra]
     assert _bundle_cli(argv) == 2
     assert expected in _one_error_line(capsys)
     assert not out.parent.exists() or list(out.parent.iterdir()) == []

@@ -63,7 +63,8 @@ def test_full_integer_tflite_has_int8_io_with_recorded_scale(small_mlp_artifacts
     for tensor, described in ((inp, record["inputs"][0]), (out, record["outputs"][0])):
         assert tensor["dtype"] == np.int8
         assert described["dtype"] == "int8"
-        assert described["quantization"] == {"scale": pytest.approx(tensor["quantization"][0]), "zero_point": tensor["quantization"][1]}
+        assert described["quantization"] == {"scale": pytest.approx(tensor["quantization"][0]),
+                                             "zero_point": tensor["quantization"][1]}
 
 
 def test_onnx_artifacts_have_dynamic_batch_dimension(small_mlp_artifacts):
@@ -86,13 +87,17 @@ def test_int8_artifacts_are_about_a_quarter_of_float32_tflite(small_mlp_artifact
 
 
 def test_parse_formats_keeps_table_order_and_rejects_unknown_names():
-    assert parse_formats("onnx_int8_dynamic, tflite_float16") == (ArtifactKind.TFLITE_FLOAT16, ArtifactKind.ONNX_INT8_DYNAMIC)
+    assert parse_formats("onnx_int8_dynamic, tflite_float16") == (
+        ArtifactKind.TFLITE_FLOAT16, ArtifactKind.ONNX_INT8_DYNAMIC
+    )
     assert parse_formats("all") == ALL_KINDS
     with pytest.raises(Keras2EdgeError, match="unknown artifact format 'tflite_int4'"):
         parse_formats("tflite_int4")
 
 
-def test_samples_hold_raw_test_inputs_with_their_labels_and_keras_probabilities(small_mlp_artifacts, small_mlp_path, mnist):
+def test_samples_hold_raw_test_inputs_with_their_labels_and_keras_probabilities(
+    small_mlp_artifacts, small_mlp_path, mnist
+):
     import keras
 
     from edge_runtime.sample_set import load_samples

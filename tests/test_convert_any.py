@@ -74,7 +74,9 @@ def test_hand_built_model_converts_with_default_options_and_passes_parity(hand_b
     assert manifest.preprocessing.mode == "raw"  # the Rescaling layer inside takes raw 0-255 pixels
     assert manifest.data["preprocessing_from"] == "the model's leading Rescaling layer"
     assert manifest.output_kind == "logits"
-    assert manifest.source_model["format"] == {"hand.keras": "keras", "hand.h5": "h5", "hand_saved_model": "saved_model"}[form]
+    assert manifest.source_model["format"] == {
+        "hand.keras": "keras", "hand.h5": "h5", "hand_saved_model": "saved_model"
+    }[form]
     report = run_parity(out)
     assert report.failures() == [], report.failures()
 
@@ -106,7 +108,6 @@ def test_feature_mlp_converts_and_its_full_integer_artifacts_take_standardised_f
 def test_full_integer_artifact_reads_raw_features_on_very_different_scales(feature_mlp_artifacts, feature_csv):
     """The tiny vibration column (thousandths) matters to the labels; quantised raw, beside kelvins, it would vanish."""
     import edge_runtime
-
     from train.data import load_dataset
 
     data = load_dataset(feature_csv)

@@ -189,10 +189,13 @@ def test_force_replaces_existing_output_with_only_the_requested_formats(small_ml
     out = tmp_path / "out"
     out.mkdir()
     (out / "stale.txt").write_text("old")
-    code = run_cli(PROG, main, [str(small_mlp_path), "--out", str(out), "--force", "--formats", "tflite_float32,onnx_int8_dynamic"])
+    code = run_cli(PROG, main, [str(small_mlp_path), "--out", str(out), "--force",
+                                "--formats", "tflite_float32,onnx_int8_dynamic"])
     captured = capsys.readouterr()
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "onnx_int8_dynamic.onnx", "samples.npz", "tflite_float32.tflite"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json", "onnx_int8_dynamic.onnx", "samples.npz", "tflite_float32.tflite"
+    ]
     progress = [line.split()[0] for line in captured.out.splitlines() if line.endswith(" s")]
     assert progress == ["tflite_float32", "onnx_int8_dynamic"]
     assert "Traceback" not in captured.err
@@ -215,7 +218,8 @@ def test_cli_process_prints_only_the_error_line_despite_tensorflow_logging(tmp_p
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
-        f"{PROG}: error: model input (10,) does not fit the data's 28×28×1 images; expected (28, 28, 1) (NHWC) or (784,) (flat)"
+        f"{PROG}: error: model input (10,) does not fit the data's 28×28×1 images; "
+        "expected (28, 28, 1) (NHWC) or (784,) (flat)"
     ]
 
 

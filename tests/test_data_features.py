@@ -156,7 +156,8 @@ def test_npz_features_are_float32_vectors(tmp_path):
 def test_array_images_are_never_resized(tmp_path):
     path = write_npz(tmp_path / "rgb.npz", "rgb")
     assert load_dataset(path, image_size=(24, 32), color_mode="rgb").x_train.shape == (60, 24, 32, 3)
-    with pytest.raises(DataError, match=r"--image-size 32x32 does not match the 24x32 images .*only image folders are resized"):
+    with pytest.raises(DataError,
+                       match=r"--image-size 32x32 does not match the 24x32 images .*only image folders are resized"):
         load_dataset(path, image_size=(32, 32))
     with pytest.raises(DataError, match="--color-mode grayscale does not match the rgb images"):
         load_dataset(path, color_mode="grayscale")
@@ -167,7 +168,8 @@ def test_array_images_are_never_resized(tmp_path):
     [
         (lambda a: a.pop("y_test"), r"missing arrays \['y_test'\]"),
         (lambda a: a.update(y_train=a["y_train"][:-1]), "train has 60 images but 59 labels"),
-        (lambda a: a.update(x_test=a["x_test"][:, :10]), r"train images are \(24, 32, 3\) but test images are \(10, 32, 3\)"),
+        (lambda a: a.update(x_test=a["x_test"][:, :10]),
+         r"train images are \(24, 32, 3\) but test images are \(10, 32, 3\)"),
         (lambda a: a.update(y_train=np.full((60, 3), 0.5)), "rows are not one-hot"),
         (lambda a: a.update(class_names=np.array(["a", "b"])), "label 2 is out of range for 2 class names"),
         (lambda a: a.update(x_train=a["x_train"].astype(np.float32)), "train images must be uint8 pixels"),

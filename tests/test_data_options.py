@@ -39,8 +39,8 @@ def test_callers_defaults_apply_only_when_the_user_gave_no_option(rgb_folder):
 def test_every_option_reaches_the_loader(rgb_folder, tmp_path):
     from tests.datasets import write_feature_csv
 
-    args = _parse("--data", str(rgb_folder), "--image-size", "20x20", "--crop-to-aspect-ratio", "--test-fraction", "0.5",
-                  "--skip-bad-images")
+    args = _parse("--data", str(rgb_folder), "--image-size", "20x20", "--crop-to-aspect-ratio",
+                  "--test-fraction", "0.5", "--skip-bad-images")
     ds = dataset_from_args(args)
     assert ds.input.crop_to_aspect_ratio and ds.split["test_fraction"] == 0.5 and ds.load_options["skip_bad_images"]
     csv_path = write_feature_csv(tmp_path / "w.csv", label_column="kind")
@@ -52,14 +52,16 @@ def test_image_size_must_be_height_x_width(text, capsys):
     with pytest.raises(SystemExit) as exc:
         _parse("--image-size", text)
     assert exc.value.code == 2
-    assert f"argument --image-size: expected HxW (height x width, positive integers), e.g. 32x32, got {text!r}" in capsys.readouterr().err
+    assert (f"argument --image-size: expected HxW (height x width, positive integers), e.g. 32x32, got {text!r}"
+            in capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("text", ["0", "1", "-0.1", "nan", "half"])
 def test_test_fraction_must_be_strictly_between_0_and_1(text, capsys):
     with pytest.raises(SystemExit):
         _parse("--test-fraction", text)
-    assert f"argument --test-fraction: expected a number between 0 and 1 (exclusive), got {text!r}" in capsys.readouterr().err
+    assert (f"argument --test-fraction: expected a number between 0 and 1 (exclusive), got {text!r}"
+            in capsys.readouterr().err)
 
 
 class _Terminal(io.StringIO):

@@ -78,7 +78,7 @@ def test_export_writes_sources_and_report_naming_the_models_operators(request, f
     manifest, _ = _manifest_entry(artifacts)
     assert record["model"]["array"] == f"g_{csource.c_identifier(manifest['source_model']['name'])}_model_data"
     ops_header = (out / "model_ops.h").read_text()
-    assert f"MicroMutableOpResolver<kNumOps>" in ops_header and f"kNumOps = {len(record['ops'])};" in ops_header
+    assert "MicroMutableOpResolver<kNumOps>" in ops_header and f"kNumOps = {len(record['ops'])};" in ops_header
     assert "AllOpsResolver" not in ops_header
     for op in record["ops"]:
         assert f"resolver.{ops.MICRO_OPS[op]}()" in ops_header
@@ -99,7 +99,8 @@ def test_io_constants_are_the_artifacts_quantisation_and_labels(request, fixture
         # The micro interpreter sees a batch of one where the manifest records a dynamic batch.
         assert record[side]["shape"] == [1, *expected["shape"][1:]]
     assert record["class_labels"] == manifest["class_labels"]
-    assert {k: v for k, v in record["preprocessing"].items() if k in manifest["preprocessing"]} == manifest["preprocessing"]
+    assert ({k: v for k, v in record["preprocessing"].items() if k in manifest["preprocessing"]}
+            == manifest["preprocessing"])
     assert record["preprocessing"]["input_shape"] == manifest["input"]["shape"]
 
 
@@ -301,9 +302,11 @@ def test_io_header_for_an_rgb_input_with_per_channel_mean_and_std_compiles_with_
         "  for (float v : m::preprocessing::kMean) std::printf(\"mean %.9g\\n\", static_cast<double>(v));\n"
         "  for (float v : m::preprocessing::kStd) std::printf(\"std %.9g\\n\", static_cast<double>(v));\n"
         "  std::printf(\"colour %s\\n\", m::preprocessing::kInputColourMode);\n"
-        "  std::printf(\"shape %d %d %d\\n\", m::preprocessing::kInputShape[0], m::preprocessing::kInputShape[1], m::preprocessing::kInputShape[2]);\n"
+        "  std::printf(\"shape %d %d %d\\n\", m::preprocessing::kInputShape[0], m::preprocessing::kInputShape[1], "
+        "m::preprocessing::kInputShape[2]);\n"
         "  for (const char* l : m::kClassLabels) std::printf(\"label %s\\n\", l);\n"
-        "  std::printf(\"pixel %d %d %d\\n\", m::kInputFromPixel[0][200], m::kInputFromPixel[1][200], m::kInputFromPixel[2][200]);\n"
+        "  std::printf(\"pixel %d %d %d\\n\", m::kInputFromPixel[0][200], m::kInputFromPixel[1][200], "
+        "m::kInputFromPixel[2][200]);\n"
         "  std::printf(\"logits %d channels %d\\n\", static_cast<int>(m::kOutputIsLogits), m::kPixelChannels);\n"
         "}\n"
     )
@@ -416,7 +419,9 @@ def test_float_dynamic_range_and_onnx_artifacts_are_refused_pointing_at_full_int
 
 
 @pytest.mark.slow
-def test_float_model_whose_manifest_claims_full_integer_is_refused_from_its_tensors(small_mlp_artifacts, tmp_path, capsys):
+def test_float_model_whose_manifest_claims_full_integer_is_refused_from_its_tensors(
+    small_mlp_artifacts, tmp_path, capsys
+):
     artifacts = shutil.copytree(small_mlp_artifacts, tmp_path / "artifacts")
     manifest = json.loads((artifacts / "manifest.json").read_text())
     entry = next(a for a in manifest["artifacts"] if a["name"] == "tflite_dynamic_int8")

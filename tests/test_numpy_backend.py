@@ -151,7 +151,10 @@ def test_auto_falls_back_to_numpy_when_no_native_runtime_is_installed(dirs, mnis
         np.testing.assert_array_equal(in_child, in_parent)
 
 
-@pytest.mark.parametrize(("missing", "artifact", "hint"), [("onnx", "onnx_float32.onnx", "pip install onnx"), ("tflite", "tflite_int8.tflite", "pip install tflite")])
+@pytest.mark.parametrize(
+    ("missing", "artifact", "hint"),
+    [("onnx", "onnx_float32.onnx", "pip install onnx"), ("tflite", "tflite_int8.tflite", "pip install tflite")],
+)
 def test_numpy_backend_without_its_reader_raises_backend_error(dirs, missing, artifact, hint):
     result = _run_blocked(
         {missing},

@@ -137,7 +137,9 @@ def _convert_all(model_name: str, out: Path) -> None:
     model.save(out / "model.keras")
     source = load_source_model(out / "model.keras")
     preprocessing = Preprocessing.for_mode("unit", "nhwc", source.input_shape)  # pixels / 255, as trained
-    calibration = CalibrationData(Dataset(x, y, x[:1], y[:1], "synthetic coloured shapes"), preprocessing, samples=100, seed=0)
+    calibration = CalibrationData(
+        Dataset(x, y, x[:1], y[:1], "synthetic coloured shapes"), preprocessing, samples=100, seed=0
+    )
     for kind in ArtifactKind:
         if kind.format == "tflite":
             (out / kind.file_name).write_bytes(convert_tflite(source.model, kind, calibration))
@@ -146,7 +148,8 @@ def _convert_all(model_name: str, out: Path) -> None:
     prepared = out / "prepared.onnx"
     preprocess_for_quantization(float_path, prepared)
     quantize_static_qdq(prepared, out / "onnx_int8_static.onnx", calibration, source.input_name)
-    quantize_static_qdq(prepared, out / "onnx_int8_static_per_tensor.onnx", calibration, source.input_name, per_channel=False)
+    quantize_static_qdq(prepared, out / "onnx_int8_static_per_tensor.onnx", calibration, source.input_name,
+                        per_channel=False)
     quantize_dynamic_int8(prepared, out / "onnx_int8_dynamic.onnx")
 
 
@@ -196,23 +199,28 @@ def _tflite_ops(path: Path) -> set[tuple[str, ...]]:
 def test_rgb_nets_exercise_every_operator_flavour(rgb_dirs):
     """The parity test above is only as good as its coverage: pin what the artifacts contain."""
     branchy, plain = rgb_dirs["branchy_32x32"], rgb_dirs["plain_48x64"]
-    float_ops = {op[0] for op in _tflite_ops(branchy / "tflite_float32.tflite") | _tflite_ops(plain / "tflite_float32.tflite")}
-    assert float_ops >= {"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN", "ADD", "CONCATENATION",
-                         "RELU6", "FULLY_CONNECTED", "SOFTMAX", "RESHAPE"}
+    float_ops = {
+        op[0] for op in _tflite_ops(branchy / "tflite_float32.tflite") | _tflite_ops(plain / "tflite_float32.tflite")
+    }
+    assert float_ops >= {"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN", "ADD",
+                         "CONCATENATION", "RELU6", "FULLY_CONNECTED", "SOFTMAX", "RESHAPE"}
     assert {("CONV_2D", "INT8", "INT8"), ("DEPTHWISE_CONV_2D", "INT8", "INT8"), ("ADD", "INT8", "INT8"),
-            ("MEAN", "INT8", "INT32"), ("RELU6", "INT8"), ("CONCATENATION", "INT8", "INT8"), ("AVERAGE_POOL_2D", "INT8")} <= _tflite_ops(branchy / "tflite_int8.tflite")
+            ("MEAN", "INT8", "INT32"), ("RELU6", "INT8"), ("CONCATENATION", "INT8", "INT8"),
+            ("AVERAGE_POOL_2D", "INT8")} <= _tflite_ops(branchy / "tflite_int8.tflite")
     # Hybrid (float input, int8 filters) kernels in the dynamic-range artifact.
-    assert {("CONV_2D", "FLOAT32", "INT8"), ("DEPTHWISE_CONV_2D", "FLOAT32", "INT8")} <= _tflite_ops(branchy / "tflite_dynamic_int8.tflite")
+    assert ({("CONV_2D", "FLOAT32", "INT8"), ("DEPTHWISE_CONV_2D", "FLOAT32", "INT8")}
+            <= _tflite_ops(branchy / "tflite_dynamic_int8.tflite"))
 
     def numpy_ops(path: Path) -> set[str]:
         return set(edge_runtime.load(path, backend="numpy").info()["backend_details"]["operators"])
 
-    assert numpy_ops(branchy / "onnx_float32.onnx") >= {"Conv", "Clip", "Relu", "Add", "MaxPool", "Concat", "AveragePool",
-                                                         "GlobalAveragePool", "Softmax"}
+    assert numpy_ops(branchy / "onnx_float32.onnx") >= {"Conv", "Clip", "Relu", "Add", "MaxPool", "Concat",
+                                                         "AveragePool", "GlobalAveragePool", "Softmax"}
     # On x86 ONNX Runtime fuses a QDQ group into an integer kernel only where the
     # graph does not branch; the shortcut's Conv and Add run in float between Q/DQ.
     static = numpy_ops(branchy / "onnx_int8_static.onnx")
-    assert {"QDQ:Conv", "QDQ:Add", "QDQ:AveragePool", "QDQ:GlobalAveragePool", "QDQ:Gemm", "QDQ:Softmax", "Conv", "Add"} <= static
+    assert {"QDQ:Conv", "QDQ:Add", "QDQ:AveragePool", "QDQ:GlobalAveragePool", "QDQ:Gemm", "QDQ:Softmax",
+            "Conv", "Add"} <= static
     assert {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"} <= numpy_ops(branchy / "onnx_int8_dynamic.onnx")
 
 
@@ -234,22 +242,28 @@ def test_unsupported_layer_is_refused_at_load_naming_the_operator(tmp_path, laye
     from convert.source import load_source_model
     from convert.tflite import convert_tflite
 
-    extra = {"leaky_relu": layers.LeakyReLU(0.1), "elu": layers.ELU(), "grouped_conv": layers.Conv2D(8, 3, groups=2)}[layer]
+    extra = {
+        "leaky_relu": layers.LeakyReLU(0.1), "elu": layers.ELU(), "grouped_conv": layers.Conv2D(8, 3, groups=2)
+    }[layer]
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((8, 8, 4)), layers.Conv2D(8, 3), extra, layers.GlobalAveragePooling2D(), layers.Dense(3, activation="softmax")])
+    model = keras.Sequential([keras.Input((8, 8, 4)), layers.Conv2D(8, 3), extra, layers.GlobalAveragePooling2D(),
+                              layers.Dense(3, activation="softmax")])
     model.save(tmp_path / "model.keras")
     source = load_source_model(tmp_path / "model.keras")
-    writers = {"tflite": lambda: convert_tflite(source.model, ArtifactKind.TFLITE_FLOAT32), "onnx": lambda: export_onnx(source)}
+    writers = {"tflite": lambda: convert_tflite(source.model, ArtifactKind.TFLITE_FLOAT32),
+               "onnx": lambda: export_onnx(source)}
     for fmt in formats:
         path = tmp_path / f"model.{fmt}"
         path.write_bytes(writers[fmt]())
-        assert edge_runtime.load(path).predict(np.zeros((2, 8, 8, 4), np.float32)).shape == (2, 3)  # the native runtime runs it
+        # the native runtime runs it
+        assert edge_runtime.load(path).predict(np.zeros((2, 8, 8, 4), np.float32)).shape == (2, 3)
         with pytest.raises(BackendError, match=named[fmt]):
             edge_runtime.load(path, backend="numpy")
 
 
 def _qdq_group(op_nodes: list, extra: dict[str, np.ndarray], shape: tuple[int, ...]) -> bytes:
-    """uint8 input ``x`` → DequantizeLinear ``xf`` → ``op_nodes`` (ending in ``f``) → QuantizeLinear → DequantizeLinear ``y``."""
+    """uint8 input ``x`` → DequantizeLinear ``xf`` → ``op_nodes`` (ending in ``f``) → QuantizeLinear →
+    DequantizeLinear ``y``."""
     from onnx import TensorProto, helper, numpy_helper
 
     nodes = [
@@ -277,7 +291,8 @@ def _depthwise_qlinear_conv() -> tuple[list, dict[str, np.ndarray]]:
     extra = {
         # |w| <= 63 keeps ONNX Runtime's u8 x s8 pair sums from saturating on AVX2.
         "w": rng.integers(-63, 64, (16, 1, 3, 3)).astype(np.int8), "ws": w_scale, "wz": np.zeros(16, np.int8),
-        "b": rng.integers(-500, 500, 16).astype(np.int32), "bs": (np.float32(0.0597) * w_scale).astype(np.float32), "bz": np.zeros(16, np.int32),
+        "b": rng.integers(-500, 500, 16).astype(np.int32), "bs": (np.float32(0.0597) * w_scale).astype(np.float32),
+        "bz": np.zeros(16, np.int32),
     }
     nodes = [
         helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"], axis=0),
@@ -293,10 +308,22 @@ def _uint8_weight_qlinear(op: str) -> tuple[list, dict[str, np.ndarray]]:
 
     rng = np.random.default_rng(6)
     if op == "Conv":
-        extra = {"w": rng.integers(0, 256, (12, 8, 3, 3)).astype(np.uint8), "ws": np.float32(0.004), "wz": np.uint8(131)}
-        return [helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"]), helper.make_node("Conv", ["xf", "wf"], ["f"], pads=[1, 1, 1, 1])], extra
-    extra = {"w": rng.integers(0, 256, (64, 10)).astype(np.uint8), "ws": rng.uniform(0.001, 0.004, 10).astype(np.float32), "wz": rng.integers(100, 156, 10).astype(np.uint8)}
-    return [helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"], axis=1), helper.make_node("Gemm", ["xf", "wf"], ["f"])], extra
+        extra = {
+            "w": rng.integers(0, 256, (12, 8, 3, 3)).astype(np.uint8), "ws": np.float32(0.004), "wz": np.uint8(131)
+        }
+        return [
+            helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"]),
+            helper.make_node("Conv", ["xf", "wf"], ["f"], pads=[1, 1, 1, 1]),
+        ], extra
+    extra = {
+        "w": rng.integers(0, 256, (64, 10)).astype(np.uint8),
+        "ws": rng.uniform(0.001, 0.004, 10).astype(np.float32),
+        "wz": rng.integers(100, 156, 10).astype(np.uint8),
+    }
+    return [
+        helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wf"], axis=1),
+        helper.make_node("Gemm", ["xf", "wf"], ["f"]),
+    ], extra
 
 
 def _qdq_cases() -> dict[str, tuple[list, dict[str, np.ndarray], tuple[int, ...]]]:
@@ -308,13 +335,21 @@ def _qdq_cases() -> dict[str, tuple[list, dict[str, np.ndarray], tuple[int, ...]
         helper.make_node("Add", ["xf", "tf"], ["f"]),
     ]
     return {
-        "AveragePool padded": ([helper.make_node("AveragePool", ["xf"], ["f"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])], {}, (16, 8, 9, 13)),
+        "AveragePool padded": (
+            [helper.make_node("AveragePool", ["xf"], ["f"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])],
+            {},
+            (16, 8, 9, 13),
+        ),
         # Same scale in and out and 16 cells: every 16th average is an exact tie, which
         # the global-average kernel ONNX Runtime switches to rounds to even.
         "AveragePool over the whole image": (
-            [helper.make_node("AveragePool", ["xf"], ["f"], kernel_shape=[4, 4])], {"ys": np.float32(0.0597)}, (64, 32, 4, 4)
+            [helper.make_node("AveragePool", ["xf"], ["f"], kernel_shape=[4, 4])],
+            {"ys": np.float32(0.0597)},
+            (64, 32, 4, 4),
         ),
-        "GlobalAveragePool": ([helper.make_node("GlobalAveragePool", ["xf"], ["f"])], {"ys": np.float32(0.0597)}, (64, 32, 2, 4)),
+        "GlobalAveragePool": (
+            [helper.make_node("GlobalAveragePool", ["xf"], ["f"])], {"ys": np.float32(0.0597)}, (64, 32, 2, 4)
+        ),
         "Add": (add, {"ts": np.float32(0.0311), "tz": np.uint8(101)}, (16, 8, 9, 9)),
         "depthwise Conv per channel": (*_depthwise_qlinear_conv(), (16, 16, 9, 13)),
         "Conv with uint8 weights": (*_uint8_weight_qlinear("Conv"), (16, 8, 9, 13)),
@@ -368,6 +403,7 @@ def test_every_int8_tensor_of_a_full_integer_tflite_model_matches_litert(rgb_dir
     for kernel, inputs, outputs in graph.steps:
         values[outputs[0]] = kernel(*[values[i] for i in inputs])
         if values[outputs[0]].dtype == np.int8:
-            np.testing.assert_array_equal(values[outputs[0]], interpreter.get_tensor(outputs[0]), err_msg=graph.tensors[outputs[0]].name)
+            np.testing.assert_array_equal(values[outputs[0]], interpreter.get_tensor(outputs[0]),
+                                          err_msg=graph.tensors[outputs[0]].name)
             compared += 1
     assert compared >= 8

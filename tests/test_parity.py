@@ -65,7 +65,8 @@ def test_every_artifact_passes_default_gates_on_real_test_images(request, fixtur
     for name in ALL_NAMES:
         entry = written["artifacts"][name]
         assert entry["passed"] is True
-        assert set(entry) >= {"accuracy", "accuracy_delta", "agreement", "max_abs_diff", "mean_abs_diff", "gate", "passed"}
+        assert set(entry) >= {"accuracy", "accuracy_delta", "agreement", "max_abs_diff", "mean_abs_diff", "gate",
+                              "passed"}
     markdown = (directory / "parity.md").read_text()
     assert all(f"| {name} |" in markdown for name in ALL_NAMES)
 

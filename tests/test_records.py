@@ -30,7 +30,8 @@ def _manifest(**changes) -> Manifest:
         class_labels=("cat", "dog"),
         artifacts=(
             ArtifactRecord("tflite_int8", "tflite_int8.tflite", "tflite", "int8", "full_integer", 10, SHA,
-                           (TensorRecord("in", (-1, 48, 64, 3), "int8", (0.02, -3)),), (TensorRecord("out", (-1, 2), "int8", (1 / 256, -128)),),
+                           (TensorRecord("in", (-1, 48, 64, 3), "int8", (0.02, -3)),),
+                           (TensorRecord("out", (-1, 2), "int8", (1 / 256, -128)),),
                            Preprocessing.for_mode("mean_std", "nhwc", (48, 64, 3), (1.0, 2.0, 3.0), (4.0, 5.0, 6.0))),
         ),
         output_kind="logits",
@@ -64,11 +65,13 @@ def test_schema_1_manifest_loads_as_mnist_digits():
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda d: d["input"].update(shape=[48, 64, 4]), r"'input.shape' of an image must be \[height, width, 1 or 3\]"),
+        (lambda d: d["input"].update(shape=[48, 64, 4]),
+         r"'input.shape' of an image must be \[height, width, 1 or 3\]"),
         (lambda d: d["input"].update(color_mode="grayscale"), "'input.color_mode' grayscale does not match 3 channel"),
         (lambda d: d["preprocessing"].update(scale=0.5), "'preprocessing.mode' imagenet does not match"),
         (lambda d: d["preprocessing"].update(mean=[0.1, 0.2]), r"'preprocessing.mean' has 2 entries; expected 1 or 3"),
-        (lambda d: d["preprocessing"].update(std=[1, 0, 1]), "'preprocessing.std' must be a non-empty list of positive numbers"),
+        (lambda d: d["preprocessing"].update(std=[1, 0, 1]),
+         "'preprocessing.std' must be a non-empty list of positive numbers"),
         (lambda d: d["artifacts"][0].update(file="../x.tflite"), "'artifacts\\[0\\].file' must be a plain file name"),
         (lambda d: d["artifacts"][0].update(sha256="xyz"), "'artifacts\\[0\\].sha256' is not a hex sha256"),
         (lambda d: d.update(output_kind="scores"), "'output_kind' must be one of probabilities, logits"),
@@ -96,7 +99,8 @@ def test_unknown_artifact_name_lists_the_available_ones():
 
 def test_feature_input_with_names_round_trips():
     spec = InputSpec("features", (3,), None, digits=False, feature_names=("t", "a", "b"))
-    manifest = _manifest(input=spec, preprocessing=Preprocessing.for_mode("standardize", "flat", (3,), (1, 2, 3), (1, 1, 1)),
+    manifest = _manifest(input=spec,
+                         preprocessing=Preprocessing.for_mode("standardize", "flat", (3,), (1, 2, 3), (1, 1, 1)),
                          artifacts=())
     assert Manifest.from_json(manifest.to_json()).input == spec
     assert spec.describe() == "3 features"

@@ -91,7 +91,8 @@ def test_all_accepted_input_layouts_give_the_same_probabilities(artifact_dirs, i
         scaled.reshape(5, 784).astype(np.float64),
         scaled.astype(np.float16),
     ):
-        np.testing.assert_allclose(model.predict(variant), reference, rtol=0, atol=2e-3 if variant.dtype == np.float16 else 1e-6)
+        np.testing.assert_allclose(model.predict(variant), reference, rtol=0,
+                                   atol=2e-3 if variant.dtype == np.float16 else 1e-6)
     np.testing.assert_array_equal(model.predict(images[0]), model.predict(images[:1]))
 
 
@@ -115,7 +116,8 @@ def test_info_reports_backend_io_quantisation_size_and_manifest(artifact_dirs):
     entry = next(a for a in manifest["artifacts"] if a["file"] == "tflite_int8.tflite")
     info = edge_runtime.load(directory / "tflite_int8.tflite").info()
     assert info["backend"] == "litert" and info["format"] == "tflite"
-    assert info["sha256"] == entry["sha256"] and info["bytes"] == entry["bytes"] == (directory / "tflite_int8.tflite").stat().st_size
+    assert (info["sha256"] == entry["sha256"]
+            and info["bytes"] == entry["bytes"] == (directory / "tflite_int8.tflite").stat().st_size)
     assert info["inputs"][0]["dtype"] == "int8" and info["outputs"][0]["dtype"] == "int8"
     assert info["inputs"][0]["quantization"]["scale"] == pytest.approx(entry["inputs"][0]["quantization"]["scale"])
     assert info["inputs"][0]["quantization"]["zero_point"] == entry["inputs"][0]["quantization"]["zero_point"]
@@ -175,7 +177,8 @@ def test_running_every_artifact_never_imports_tensorflow_or_keras(artifact_dirs)
 
 def test_import_edge_runtime_imports_no_backend_and_no_numpy():
     result = _run_python(
-        "import sys, edge_runtime; print(sorted(m for m in ('numpy', 'ai_edge_litert', 'onnxruntime', 'tflite', 'onnx', 'tensorflow') if m in sys.modules))"
+        "import sys, edge_runtime; print(sorted(m for m in "
+        "('numpy', 'ai_edge_litert', 'onnxruntime', 'tflite', 'onnx', 'tensorflow') if m in sys.modules))"
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
@@ -261,7 +264,8 @@ def test_reused_buffers_never_leak_between_calls(artifact_dirs, images, artifact
     """Alternating dtypes and batch sizes gives what a fresh model gives, and earlier results stay intact."""
     path = artifact_dirs["mlp"] / artifact
     model = edge_runtime.load(path)
-    sequence = [images[0], images[:5].astype(np.float32) / 255, images[1], images[:5], images[2], images[:2].reshape(2, 784)]
+    sequence = [images[0], images[:5].astype(np.float32) / 255, images[1], images[:5], images[2],
+                images[:2].reshape(2, 784)]
     results = [model.predict(x) for x in sequence]
     for x, got in zip(sequence, results):
         np.testing.assert_array_equal(got, edge_runtime.load(path).predict(x))

@@ -1,4 +1,5 @@
-"""The device side on any model: RGB images and feature vectors through predict, every backend, the CLI and the self-test."""
+"""The device side on any model: RGB images and feature vectors through predict, every backend, the CLI and the
+self-test."""
 
 from __future__ import annotations
 
@@ -161,7 +162,8 @@ def test_selftest_passes_on_the_samples_of_any_model(request, fixture, file, cap
 
 def test_feature_quantisation_fast_path_is_exact_and_within_a_step_of_the_float32_reference():
     spec = InputSpec("features", (13,), None, digits=False)
-    pre = Preprocessing.for_mode("standardize", "flat", (13,), tuple(np.linspace(-5, 300, 13)), tuple(np.geomspace(1e-3, 50, 13)))
+    pre = Preprocessing.for_mode("standardize", "flat", (13,), tuple(np.linspace(-5, 300, 13)),
+                                 tuple(np.geomspace(1e-3, 50, 13)))
     adapter = InputAdapter(spec, pre, np.dtype(np.int8), (0.037, -4))
     rows = np.random.default_rng(2).normal(np.linspace(-5, 300, 13), np.geomspace(1e-3, 50, 13), (500, 13))
     got = adapter(rows)

@@ -88,14 +88,16 @@ def test_predict_expands_npy_batches_and_idx_files(model_path, inputs, mnist, ca
     code, out, _ = _run(["predict", model_path, inputs["npy_batch"], inputs["npy_one"], inputs["idx"]], capfd)
     assert code == 0
     names = [line.split("\t")[0] for line in out.strip().splitlines()]
-    assert names == [f"{inputs['npy_batch']}[{i}]" for i in range(4)] + [str(inputs["npy_one"])] + [f"{inputs['idx']}[{i}]" for i in range(6)]
+    assert names == ([f"{inputs['npy_batch']}[{i}]" for i in range(4)] + [str(inputs["npy_one"])]
+                     + [f"{inputs['idx']}[{i}]" for i in range(6)])
     labels = [line.split("\t")[1] for line in out.strip().splitlines()]
     model = edge_runtime.load(model_path)
     assert labels[-6:] == model.classify(mnist.x_test[:6])
 
 
 def test_predict_json_with_top_k_lists_k_labels_by_decreasing_probability(model_path, inputs, capfd):
-    code, out, _ = _run(["predict", model_path, inputs["npy_batch"], "--json", "--top-k", "3", "--backend", "numpy"], capfd)
+    code, out, _ = _run(["predict", model_path, inputs["npy_batch"], "--json", "--top-k", "3", "--backend", "numpy"],
+                        capfd)
     assert code == 0
     doc = json.loads(out)
     assert doc["backend"] == "numpy" and len(doc["predictions"]) == 4
@@ -116,7 +118,8 @@ def test_info_reports_backend_dtypes_quantisation_size_sha256_and_manifest(model
     code, out, _ = _run(["info", model_path], capfd)
     assert code == 0
     info = edge_runtime.load(model_path).info()
-    for fragment in ("backend:      litert", info["sha256"], f"{info['bytes']} bytes", "int8", "zero_point=", "sha256 verified", "full_integer"):
+    for fragment in ("backend:      litert", info["sha256"], f"{info['bytes']} bytes", "int8", "zero_point=",
+                     "sha256 verified", "full_integer"):
         assert fragment in out
     code, out, _ = _run(["info", model_path, "--json", "--backend", "numpy"], capfd)
     doc = json.loads(out)
@@ -179,7 +182,9 @@ def test_argument_errors_exit_non_zero_without_traceback(model_path, capfd):
     assert exc.value.code == 2
     err = capfd.readouterr().err
     assert "Traceback" not in err
-    assert err.splitlines()[-1] == "python -m edge_runtime selftest: error: argument --threads: must be at least 1, got -1 (see --help)"
+    assert err.splitlines()[-1] == (
+        "python -m edge_runtime selftest: error: argument --threads: must be at least 1, got -1 (see --help)"
+    )
 
 
 def _subprocess_cli(args: list[str], blocked: set[str] = frozenset()) -> subprocess.CompletedProcess:
@@ -202,14 +207,19 @@ def test_cli_as_a_process_predicts_and_reports_missing_backend_in_one_line(model
     ok = _subprocess_cli(["predict", str(model_path), str(inputs["png0"])])
     assert ok.returncode == 0 and ok.stdout.count("\t") == 2 and ok.stderr == ""
     onnx = str(model_path.parent / "onnx_float32.onnx")
-    missing = _subprocess_cli(["predict", onnx, str(inputs["png0"]), "--backend", "onnxruntime"], blocked={"onnxruntime"})
+    missing = _subprocess_cli(["predict", onnx, str(inputs["png0"]), "--backend", "onnxruntime"],
+                              blocked={"onnxruntime"})
     assert missing.returncode == 2
-    assert missing.stderr.strip() == f"{PROG}: error: backend 'onnxruntime' is not installed (no module onnxruntime); pip install onnxruntime"
+    assert missing.stderr.strip() == (
+        f"{PROG}: error: backend 'onnxruntime' is not installed (no module onnxruntime); pip install onnxruntime"
+    )
 
 
 def test_cli_without_pillow_says_how_to_install_it(model_path, inputs):
     result = _subprocess_cli(["predict", str(model_path), str(inputs["png0"])], blocked={"PIL"})
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"{PROG}: error: reading image files needs Pillow: pip install 'keras2edge[image]' (or pip install pillow)"]
+    assert result.stderr.strip().splitlines() == [
+        f"{PROG}: error: reading image files needs Pillow: pip install 'keras2edge[image]' (or pip install pillow)"
+    ]
     npy = _subprocess_cli(["predict", str(model_path), str(inputs["npy_one"])], blocked={"PIL"})
     assert npy.returncode == 0  # arrays need no Pillow

@@ -165,7 +165,9 @@ def test_input_error_is_also_a_value_error(models):
 
 
 _ARRAYS = hnp.arrays(
-    dtype=st.sampled_from([np.uint8, np.int8, np.int32, np.int64, np.float16, np.float32, np.float64, np.bool_, np.complex64]),
+    dtype=st.sampled_from(
+        [np.uint8, np.int8, np.int32, np.int64, np.float16, np.float32, np.float64, np.bool_, np.complex64]
+    ),
     shape=st.one_of(
         hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=30),
         st.sampled_from([(28, 28), (3, 28, 28), (2, 784), (784,), (1, 28, 28, 1), (0, 784)]),
@@ -173,7 +175,8 @@ _ARRAYS = hnp.arrays(
 )  # default float elements include NaN, inf and subnormals
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(x=_ARRAYS, scale=st.sampled_from([1.0, 1 / 255.0, -1.0, np.nan]))
 def test_random_inputs_give_probabilities_or_input_error(models, x, scale):
     """Whatever arrives, predict returns valid probabilities or raises InputError, nothing else."""

@@ -34,7 +34,8 @@ def reference(mnist, small_mlp_path, small_cnn_path, small_mlp_artifacts, small_
 
     images, labels = mnist.x_test[:NUM_IMAGES], mnist.y_test[:NUM_IMAGES]
     out: dict[str, tuple[Path, np.ndarray]] = {}
-    for arch, model_path, directory in (("mlp", small_mlp_path, small_mlp_artifacts), ("cnn", small_cnn_path, small_cnn_artifacts)):
+    for arch, model_path, directory in (("mlp", small_mlp_path, small_mlp_artifacts),
+                                        ("cnn", small_cnn_path, small_cnn_artifacts)):
         model = keras.saving.load_model(model_path)
         shape = tuple(int(d) for d in model.inputs[0].shape[1:])
         probs = model.predict((images.astype(np.float32) / 255.0).reshape((-1, *shape)), batch_size=500, verbose=0)
@@ -49,7 +50,8 @@ def test_backend_artifact_pair_meets_the_parity_gate(reference, arch, name, back
     directory, keras_probs = per_arch[arch]
     if backend == "tensorflow":
         pytest.importorskip("tensorflow")
-    model = edge_runtime.load(directory / f"{name}.{'tflite' if name.startswith('tflite') else 'onnx'}", backend=backend)
+    model = edge_runtime.load(directory / f"{name}.{'tflite' if name.startswith('tflite') else 'onnx'}",
+                              backend=backend)
     assert model.backend == backend
     probs = model.predict(images)
     keras_top1, top1 = keras_probs.argmax(axis=1), probs.argmax(axis=1)

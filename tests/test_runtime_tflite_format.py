@@ -159,7 +159,8 @@ def _tiny_model(buffer_offset: int, buffer_size: int, padding: int) -> bytes:
     tflite.BufferAddSize(b, buffer_size)
     outside = b.EndObject()
     vectors = []
-    for start, items in ((tflite.ModelStartSubgraphsVector, [subgraph]), (tflite.ModelStartBuffersVector, [empty, outside])):
+    for start, items in ((tflite.ModelStartSubgraphsVector, [subgraph]),
+                         (tflite.ModelStartBuffersVector, [empty, outside])):
         start(b, len(items))
         for item in reversed(items):
             b.PrependUOffsetTRelative(item)

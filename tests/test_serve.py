@@ -108,7 +108,8 @@ def model_path(small_mlp_artifacts: Path) -> Path:
 @pytest.fixture(scope="module")
 def served(model_path):
     """An open server with two workers and small limits, plus its log."""
-    config = ServeConfig(host="127.0.0.1", port=0, max_body_bytes=MAX_BODY, max_images=MAX_IMAGES, request_timeout=TIMEOUT)
+    config = ServeConfig(host="127.0.0.1", port=0, max_body_bytes=MAX_BODY, max_images=MAX_IMAGES,
+                         request_timeout=TIMEOUT)
     with running(config, [edge_runtime.load(model_path) for _ in range(2)]) as served:
         yield served
 
@@ -138,7 +139,8 @@ def call(server, method: str, path: str, body: bytes | None = None, headers: dic
 
 
 def post_json(server, document, headers: dict | None = None):
-    return call(server, "POST", "/v1/predict", json.dumps(document).encode(), {"Content-Type": "application/json", **(headers or {})})
+    return call(server, "POST", "/v1/predict", json.dumps(document).encode(),
+                {"Content-Type": "application/json", **(headers or {})})
 
 
 def encode(image: np.ndarray, fmt: str = "PNG") -> bytes:
@@ -225,7 +227,8 @@ def test_ipv6_loopback_bind_serves_predictions(model_path, mnist):
 def test_onnx_artifact_is_served_like_the_library_runs_it(small_mlp_artifacts, mnist):
     onnx_path = small_mlp_artifacts / "onnx_int8_static.onnx"
     reference = edge_runtime.load(onnx_path)
-    with running(ServeConfig(host="127.0.0.1", port=0), [edge_runtime.load(onnx_path) for _ in range(2)]) as (server, _):
+    with running(ServeConfig(host="127.0.0.1", port=0),
+                 [edge_runtime.load(onnx_path) for _ in range(2)]) as (server, _):
         status, _, body = post_json(server, {"images": mnist.x_test[:4].tolist()})
     assert status == 200
     answer = json.loads(body)
@@ -273,7 +276,9 @@ def test_malformed_json_predict_is_400_with_json_error(served, body, fragment):
 
 def test_png_body_that_is_not_an_image_is_400_naming_the_body(served):
     server, _ = served
-    error = assert_json_error(call(server, "POST", "/v1/predict", b"\x89PNG garbage", {"Content-Type": "image/png"}), 400)
+    error = assert_json_error(
+        call(server, "POST", "/v1/predict", b"\x89PNG garbage", {"Content-Type": "image/png"}), 400
+    )
     assert error["error"].startswith("body: cannot read image")
 
 
@@ -294,7 +299,8 @@ _OPEN_RECORDERS: list[list[tuple[str, str]]] = []
 def _record_opens(event: str, args: tuple) -> None:
     if event == "open" and _OPEN_RECORDERS:
         path, mode, flags = args
-        writes = bool(mode and any(c in mode for c in "wax+")) or bool((flags or 0) & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        writes = (bool(mode and any(c in mode for c in "wax+"))
+                  or bool((flags or 0) & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)))
         for opened in _OPEN_RECORDERS:
             opened.append((str(path), "write" if writes else "read"))
 
@@ -393,7 +399,10 @@ def test_unknown_path_is_404(served):
     assert_json_error(call(server, "GET", "/v1/nothing"), 404)
 
 
-@pytest.mark.parametrize("method, path, allow", [("POST", "/healthz", "GET"), ("GET", "/v1/predict", "POST"), ("DELETE", "/metrics", "GET")])
+@pytest.mark.parametrize(
+    "method, path, allow",
+    [("POST", "/healthz", "GET"), ("GET", "/v1/predict", "POST"), ("DELETE", "/metrics", "GET")],
+)
 def test_wrong_method_is_405_with_allow_header(served, method, path, allow):
     server, _ = served
     status_body = call(server, method, path)
@@ -492,7 +501,8 @@ def test_metrics_count_requests_images_and_latency_in_prometheus_format(served, 
     missing = 'keras2edge_http_requests_total{endpoint="other",method="GET",status="404"}'
     assert _metric(text, ok) == _metric(before, ok) + 1
     assert _metric(text, missing) == _metric(before, missing) + 1
-    assert _metric(text, "keras2edge_predicted_images_total") == _metric(before, "keras2edge_predicted_images_total") + 3
+    assert (_metric(text, "keras2edge_predicted_images_total")
+            == _metric(before, "keras2edge_predicted_images_total") + 3)
     assert _metric(text, "keras2edge_http_requests_in_flight") == 1  # this very request
     count = _metric(text, 'keras2edge_http_request_duration_seconds_count{endpoint="/v1/predict"}')
     inf = _metric(text, 'keras2edge_http_request_duration_seconds_bucket{endpoint="/v1/predict",le="+Inf"}')
@@ -589,12 +599,15 @@ def _parser() -> argparse.ArgumentParser:
 def test_serve_arguments_default_to_loopback_port_8080_one_worker_per_core(tmp_path):
     args = _parser().parse_args(["serve", str(tmp_path)])
     cores = len(os.sched_getaffinity(0))
-    assert (args.host, args.port, args.workers, args.token_file, args.insecure) == ("127.0.0.1", 8080, cores, None, False)
+    assert (args.host, args.port, args.workers, args.token_file, args.insecure) == (
+        "127.0.0.1", 8080, cores, None, False
+    )
 
 
 def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "edge_runtime", *args], capture_output=True, text=True, env=env, timeout=60, **kwargs)
+    return subprocess.run([sys.executable, "-m", "edge_runtime", *args], capture_output=True, text=True, env=env,
+                          timeout=60, **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -650,7 +663,8 @@ def test_sigterm_stops_accepting_and_lets_in_flight_request_finish(model_path, t
     token_file.write_text(TOKEN)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_runtime", "serve", str(model_path), "--port", "0", "--token-file", str(token_file)],
+        [sys.executable, "-m", "edge_runtime", "serve", str(model_path), "--port", "0",
+         "--token-file", str(token_file)],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,

@@ -47,7 +47,11 @@ def _requests(model, images: np.ndarray) -> list[tuple[bytes, str, list[str]]]:
     pngs = [encode(image) for image in images[:16]]
     singles = [(p, "image/png", model.classify(decode(p))) for p in pngs]
     batches = [
-        (json.dumps({"images": images[i : i + BATCH].tolist()}).encode(), "application/json", model.classify(images[i : i + BATCH]))
+        (
+            json.dumps({"images": images[i : i + BATCH].tolist()}).encode(),
+            "application/json",
+            model.classify(images[i : i + BATCH]),
+        )
         for i in range(16, len(images), BATCH)
     ]
     return [r for pair in zip(singles, batches) for r in pair]
@@ -56,7 +60,9 @@ def _requests(model, images: np.ndarray) -> list[tuple[bytes, str, list[str]]]:
 class Client(threading.Thread):
     """Sends requests round-robin until the deadline or the shared request budget runs out."""
 
-    def __init__(self, port: int, requests: list, offset: int, deadline: float, budget: list[int], lock: threading.Lock):
+    def __init__(
+        self, port: int, requests: list, offset: int, deadline: float, budget: list[int], lock: threading.Lock
+    ):
         super().__init__(daemon=True)
         self.port, self.requests, self.offset, self.deadline = port, requests, offset, deadline
         self.budget, self.lock = budget, lock
@@ -110,7 +116,9 @@ def _drive(port: int, requests: list, duration: float, budget: int) -> tuple[lis
     return clients, time.perf_counter() - start
 
 
-def test_sixteen_clients_for_twenty_seconds_get_correct_labels_and_no_failures(small_mlp_artifacts, mnist, record_property):
+def test_sixteen_clients_for_twenty_seconds_get_correct_labels_and_no_failures(
+    small_mlp_artifacts, mnist, record_property
+):
     model_path = small_mlp_artifacts / "tflite_int8.tflite"
     requests = _requests(edge_runtime.load(model_path), mnist.x_test[:80])
     server = subprocess.Popen(

@@ -13,6 +13,7 @@ from edge_runtime.records.training import TrainingRecord
 from tests.datasets import FEATURE_CLASSES, write_npz
 from tests.test_train import assert_one_line_error, run_train
 
+
 def test_cli_trains_a_cnn_on_an_rgb_folder_and_records_the_input(rgb_cnn_run):
     out, proc, data = rgb_cnn_run
     assert sorted(p.name for p in out.iterdir()) == ["model.keras", "training.json"]
@@ -113,10 +114,13 @@ def test_small_rgb_images_use_the_small_cnn_with_three_channels():
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["--image-size", "0x32"], "argument --image-size: expected HxW (height x width, positive integers), e.g. 32x32, got '0x32'"),
+        (["--image-size", "0x32"],
+         "argument --image-size: expected HxW (height x width, positive integers), e.g. 32x32, got '0x32'"),
         (["--image-size", "32"], "argument --image-size: expected HxW"),
-        (["--test-fraction", "1.5"], "argument --test-fraction: expected a number between 0 and 1 (exclusive), got '1.5'"),
-        (["--test-fraction", "nan"], "argument --test-fraction: expected a number between 0 and 1 (exclusive), got 'nan'"),
+        (["--test-fraction", "1.5"],
+         "argument --test-fraction: expected a number between 0 and 1 (exclusive), got '1.5'"),
+        (["--test-fraction", "nan"],
+         "argument --test-fraction: expected a number between 0 and 1 (exclusive), got 'nan'"),
         (["--color-mode", "cmyk"], "argument --color-mode: invalid choice: 'cmyk'"),
         (["--arch", "resnet"], "argument --arch: invalid choice: 'resnet'"),
         (["--seed", "-1"], "--seed must be between 0 and 2**32 - 1, got -1"),
@@ -181,7 +185,8 @@ def test_bad_image_folder_fails_cleanly_and_writes_nothing(tmp_path, rgb_folder,
         ("x,y,kind\n1,2,a\n3,4,b\n", (), "no 'label' column (columns: x, y, kind)"),
         ("x,label\n1,a\n2,a\n", (), "only one class ('a')"),
         ("x,label\n1,a\n2,b\n", ("--image-size", "8x8"), "--image-size applies to images"),
-        ("x,label\n1,a\n2,b\n3,a\n4,b\n", ("--arch", "cnn"), "--arch cnn needs image data, but the data are 1 features"),
+        ("x,label\n1,a\n2,b\n3,a\n4,b\n", ("--arch", "cnn"),
+         "--arch cnn needs image data, but the data are 1 features"),
     ],
 )
 def test_bad_csv_fails_cleanly_and_writes_nothing(tmp_path, content, args, fragment):
@@ -192,7 +197,9 @@ def test_bad_csv_fails_cleanly_and_writes_nothing(tmp_path, content, args, fragm
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("damage, fragment", [("missing", "missing arrays ['x_test']"), ("lengths", "60 images but 20 labels")])
+@pytest.mark.parametrize(
+    "damage, fragment", [("missing", "missing arrays ['x_test']"), ("lengths", "60 images but 20 labels")]
+)
 def test_bad_npz_fails_cleanly_and_writes_nothing(tmp_path, damage, fragment):
     with np.load(write_npz(tmp_path / "good.npz")) as npz:
         arrays = dict(npz)

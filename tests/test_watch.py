@@ -68,7 +68,8 @@ def _assert_one_line_error(code: int, err: str, fragment: str) -> None:
     assert lines[0].startswith(f"{PROG}: error: ") and fragment in lines[0], lines[0]
 
 
-def write_video(path: Path, images: np.ndarray, frame_size: tuple[int, int] | None = None, fps: float = VIDEO_FPS) -> Path:
+def write_video(path: Path, images: np.ndarray, frame_size: tuple[int, int] | None = None,
+                fps: float = VIDEO_FPS) -> Path:
     """An MJPG AVI showing each RGB or grayscale image for FRAMES_PER_IMAGE frames.
 
     ``frame_size`` (height, width) puts each image, scaled up by a whole factor
@@ -108,7 +109,9 @@ def confident_per_class(model, images: np.ndarray, labels: np.ndarray, minimum: 
     probabilities = model.predict(images)
     chosen = []
     for cls in range(probabilities.shape[1]):
-        ok = np.flatnonzero((labels == cls) & (probabilities.argmax(axis=1) == cls) & (probabilities.max(axis=1) >= minimum))
+        ok = np.flatnonzero(
+            (labels == cls) & (probabilities.argmax(axis=1) == cls) & (probabilities.max(axis=1) >= minimum)
+        )
         assert len(ok), f"no confident test image of class {cls}"
         chosen.append(ok[0])
     return np.array(chosen)
@@ -192,13 +195,15 @@ def digit_video(tmp_path_factory, digits) -> Path:
 
 @pytest.fixture(scope="module")
 def rgb_model_path(rgb_cnn_artifacts) -> Path:
-    """The RGB separable CNN trained by ``python -m train --arch cnn`` on a folder of coloured shapes, full-integer int8."""
+    """The RGB separable CNN trained by ``python -m train --arch cnn`` on a folder of coloured shapes,
+    full-integer int8."""
     return rgb_cnn_artifacts / "tflite_int8.tflite"
 
 
 @pytest.fixture(scope="module")
 def shapes(rgb_model_path) -> tuple[np.ndarray, list[str]]:
-    """Confident test images of each shape from the model's own test split, twice over (a, b, c, c, b, a), and their labels."""
+    """Confident test images of each shape from the model's own test split, twice over (a, b, c, c, b, a),
+    and their labels."""
     from convert.parity import load_test_data
 
     model = edge_runtime.load(rgb_model_path)
@@ -287,8 +292,10 @@ def picamera2(tmp_path):
         np.save(tmp_path / "frames.npy", rgb)
         env = dict(os.environ, PYTHONPATH=str(stub), FAKE_PICAMERA2_FRAMES=str(tmp_path / "frames.npy"),
                    FAKE_PICAMERA2_LOG=str(log), **{f"FAKE_PICAMERA2_{k.upper()}": str(v) for k, v in fake.items()})
-        return subprocess.Popen([sys.executable, "-m", "edge_runtime", "watch", str(model), "picamera2", *map(str, args)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        return subprocess.Popen(
+            [sys.executable, "-m", "edge_runtime", "watch", str(model), "picamera2", *map(str, args)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
 
     start.calls = lambda: [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     return start
@@ -348,7 +355,8 @@ def test_threshold_reports_only_confident_frames(digit_video, mnist_model_path, 
     _, out, _ = _run([mnist_model_path, digit_video], capfd)
     every = _records(out)
     levels = np.unique([r["probability"] for r in every])
-    threshold = float(levels[len(levels) // 2 - 1] + levels[len(levels) // 2]) / 2  # between two levels: no rounding doubt
+    # between two levels: no rounding doubt
+    threshold = float(levels[len(levels) // 2 - 1] + levels[len(levels) // 2]) / 2
     code, out, _ = _run([mnist_model_path, digit_video, "--threshold", threshold], capfd)
     assert code == 0
     confident = [(r["frame"], r["label"], r["probability"]) for r in every if r["probability"] >= threshold]
@@ -361,7 +369,9 @@ def test_max_frames_stops_reading_after_n_classified(digit_video, mnist_model_pa
     assert code == 0
     assert [r["frame"] for r in _records(out)] == list(range(0, 14, 2))
     summary = _summary(err)
-    assert (summary["read"], summary["classified"], summary["skipped"], summary["stopped"]) == ("13", "7", "6", "max frames")
+    assert (summary["read"], summary["classified"], summary["skipped"], summary["stopped"]) == (
+        "13", "7", "6", "max frames"
+    )
 
 
 # ---------------------------------------------------------------- RGB model: colour, crop, the Pi camera
@@ -414,7 +424,8 @@ def test_picamera2_missing_module_names_the_apt_package(mnist_model_path, capfd,
 def test_picamera2_built_for_another_numpy_says_how_to_fix_it(tmp_path, mnist_model_path, capfd, monkeypatch):
     # Debian's simplejpeg (imported by picamera2) fails like this in a venv with numpy 2.
     (tmp_path / "picamera2.py").write_text(
-        "raise ValueError('numpy.dtype size changed, may indicate binary incompatibility. Expected 96 from C header, got 88')\n"
+        "raise ValueError('numpy.dtype size changed, may indicate binary incompatibility. "
+        "Expected 96 from C header, got 88')\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "picamera2", raising=False)
@@ -475,7 +486,8 @@ def test_signal_finishes_the_summary_and_exits_0(sig, picamera2, mnist_model_pat
 def test_slow_model_on_a_live_camera_drops_frames_instead_of_lagging(mnist_model_path, digits):
     camera = LiveStandIn(digits[0], interval=0.002)
     produced_at_call = []  # frames the camera had produced when the model started on a frame
-    model = SlowModel(edge_runtime.load(mnist_model_path), seconds=0.05, on_call=lambda: produced_at_call.append(camera.produced))
+    model = SlowModel(edge_runtime.load(mnist_model_path), seconds=0.05,
+                      on_call=lambda: produced_at_call.append(camera.produced))
     frames = []
     summary = Watch(model, camera, WatchOptions(max_frames=8)).run(lambda record, _: frames.append(record["frame"]))
     assert summary.classified == 8 and summary.skipped == 0
@@ -491,7 +503,9 @@ def test_slow_model_on_a_live_camera_drops_frames_instead_of_lagging(mnist_model
 def test_without_realtime_a_video_loses_no_frame_to_a_slow_model(digit_video, mnist_model_path):
     model = SlowModel(edge_runtime.load(mnist_model_path), seconds=0.01)
     frames = []
-    summary = Watch(model, open_source(str(digit_video), color_mode="grayscale")).run(lambda r, _: frames.append(r["frame"]))
+    summary = Watch(model, open_source(str(digit_video), color_mode="grayscale")).run(
+        lambda r, _: frames.append(r["frame"])
+    )
     assert frames == list(range(50))
     assert (summary.frames_read, summary.dropped) == (50, 0)
 
@@ -499,7 +513,9 @@ def test_without_realtime_a_video_loses_no_frame_to_a_slow_model(digit_video, mn
 def test_realtime_plays_a_video_at_its_frame_rate_and_drops_what_the_model_misses(tmp_path, digits, mnist_model_path):
     video = write_video(tmp_path / "fast.avi", digits[0], fps=100.0)  # 50 frames in 0.5 s
     model = SlowModel(edge_runtime.load(mnist_model_path), seconds=0.03)
-    summary = Watch(model, open_source(str(video), color_mode="grayscale"), WatchOptions(realtime=True)).run(lambda r, _: None)
+    summary = Watch(model, open_source(str(video), color_mode="grayscale"), WatchOptions(realtime=True)).run(
+        lambda r, _: None
+    )
     assert summary.frames_read == 50
     assert summary.dropped > 0 and summary.classified + summary.dropped == 50
     assert summary.seconds >= 0.49  # not faster than the video's own 0.5 s
@@ -649,7 +665,9 @@ def test_directory_without_images_is_a_one_line_error(tmp_path, mnist_model_path
     _assert_one_line_error(code, err, "no image files")
 
 
-def test_unreadable_image_in_a_directory_stops_with_the_summary_and_names_the_file(tmp_path, digit_dir, mnist_model_path, capfd):
+def test_unreadable_image_in_a_directory_stops_with_the_summary_and_names_the_file(
+    tmp_path, digit_dir, mnist_model_path, capfd
+):
     for i in range(2):
         (tmp_path / f"a{i}.png").write_bytes((digit_dir / f"shot_0{i}.png").read_bytes())
     (tmp_path / "b.png").write_bytes(b"not a png")
@@ -706,9 +724,11 @@ def test_fit_image_of_a_decoded_file_equals_load_image(tmp_path):
     for color_mode, digits in (("rgb", False), ("grayscale", False), ("grayscale", True)):
         for crop in (True, False):
             options = dict(color_mode=color_mode, digits=digits, crop_to_aspect_ratio=crop)
-            np.testing.assert_array_equal(fit_image(photo, (24, 24), **options), load_image(tmp_path / "photo.png", (24, 24), **options))
+            np.testing.assert_array_equal(fit_image(photo, (24, 24), **options),
+                                          load_image(tmp_path / "photo.png", (24, 24), **options))
     # A grayscale model gets Pillow's luma of an RGB frame, exactly as decode_image gives for the file.
-    np.testing.assert_array_equal(fit_image(photo, (45, 70), digits=False), decode_image(tmp_path / "photo.png", "grayscale"))
+    np.testing.assert_array_equal(fit_image(photo, (45, 70), digits=False),
+                                  decode_image(tmp_path / "photo.png", "grayscale"))
 
 
 @pytest.mark.parametrize(

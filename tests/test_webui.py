@@ -11,7 +11,6 @@ Screenshots at desktop and phone width go to a ``webui-screenshots`` test direct
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.client
 import io
 import json
@@ -122,7 +121,10 @@ def set_viewport(driver, size: tuple[int, int]) -> None:
 def open_page(driver, origin: str) -> None:
     """Load the page and wait until it shows the model or asks for the token."""
     driver.get(origin + "/")
-    wait_for(driver, lambda d: d.find_element(By.ID, "app").is_displayed() or d.find_element(By.ID, "token-form").is_displayed())
+    wait_for(
+        driver,
+        lambda d: d.find_element(By.ID, "app").is_displayed() or d.find_element(By.ID, "token-form").is_displayed(),
+    )
 
 
 def wait_for(driver, condition, seconds: float = WAIT):
@@ -130,7 +132,8 @@ def wait_for(driver, condition, seconds: float = WAIT):
         return WebDriverWait(driver, seconds, poll_frequency=0.05).until(condition)
     except TimeoutException:
         shown = driver.execute_script(
-            "return ['status', 'error', 'token-error', 'prediction'].map(id => id + ': ' + document.getElementById(id).textContent)"
+            "return ['status', 'error', 'token-error', 'prediction']"
+            ".map(id => id + ': ' + document.getElementById(id).textContent)"
         )
         raise AssertionError(f"the page did not get there in {seconds} s; it shows {shown}") from None
 
@@ -175,7 +178,8 @@ def assert_clean(driver, origin: str, allowed_errors: re.Pattern | None = None) 
         message = json.loads(entry["message"])["message"]
         # Every request the page's documents make (the browser's own pages, such as the
         # blank tab before the first navigation, are not the page's doing).
-        if message["method"] == "Network.requestWillBeSent" and message["params"]["documentURL"].startswith(origin + "/"):
+        if (message["method"] == "Network.requestWillBeSent"
+                and message["params"]["documentURL"].startswith(origin + "/")):
             urls.add(message["params"]["request"]["url"])
     urls.update(driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)"))
     assert urls, "no request was seen: the network log is not working"
@@ -256,10 +260,14 @@ def draw_digit(driver, digit: np.ndarray, pointer: str) -> None:
     """
     canvas = driver.find_element(By.ID, "canvas")
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)
-    box = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.width]", canvas)
+    box = driver.execute_script(
+        "const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.width]", canvas
+    )
     left, top, width = box
     cell = width / digit.shape[1]
-    kind = {"mouse": interaction.POINTER_MOUSE, "pen": interaction.POINTER_PEN, "touch": interaction.POINTER_TOUCH}[pointer]
+    kind = {
+        "mouse": interaction.POINTER_MOUSE, "pen": interaction.POINTER_PEN, "touch": interaction.POINTER_TOUCH
+    }[pointer]
     actions = ActionBuilder(driver, mouse=PointerInput(kind, pointer), duration=0)
     strokes = 0
     for row in range(digit.shape[0]):
@@ -286,7 +294,8 @@ def digits_model(small_mlp_artifacts):
 
 @pytest.fixture(scope="module")
 def digits_server(small_mlp_artifacts):
-    with running(ServeConfig(host="127.0.0.1", port=0), [edge_runtime.load(small_mlp_artifacts / "tflite_int8.tflite")]) as (server, _):
+    with running(ServeConfig(host="127.0.0.1", port=0),
+                 [edge_runtime.load(small_mlp_artifacts / "tflite_int8.tflite")]) as (server, _):
         yield server
 
 
@@ -297,7 +306,8 @@ def rgb_model(rgb_cnn_artifacts):
 
 @pytest.fixture(scope="module")
 def rgb_server(rgb_cnn_artifacts):
-    with running(ServeConfig(host="127.0.0.1", port=0), [edge_runtime.load(rgb_cnn_artifacts / "tflite_int8.tflite")]) as (server, _):
+    with running(ServeConfig(host="127.0.0.1", port=0),
+                 [edge_runtime.load(rgb_cnn_artifacts / "tflite_int8.tflite")]) as (server, _):
         yield server
 
 
@@ -401,7 +411,8 @@ def test_predict_takes_json_feature_rows_for_a_feature_model(feature_server, fea
         conn.request("POST", "/v1/predict", body=json.dumps(document), headers={"Content-Type": "application/json"})
         response = conn.getresponse()
         assert response.status == 400 and fragment in json.loads(response.read())["error"]
-    conn.request("POST", "/v1/predict", body=png_bytes(np.zeros((8, 8), np.uint8)), headers={"Content-Type": "image/png"})
+    conn.request("POST", "/v1/predict", body=png_bytes(np.zeros((8, 8), np.uint8)),
+                 headers={"Content-Type": "image/png"})
     response = conn.getresponse()
     assert response.status == 415 and '"features"' in json.loads(response.read())["error"]
     conn.close()
@@ -485,7 +496,8 @@ def test_rgb_images_uploaded_dropped_or_re_encoded_are_classified_as_the_model_d
     screenshot(page, screenshots, "rgb-uploaded")
     # A larger JPEG dropped on the page: the server resizes it as the command line does.
     # (Of a test image the model gets right, for the BMP below.)
-    index = next(i for i, x in enumerate(samples.inputs) if rgb_model.classify(x)[0] == rgb_model.class_labels[samples.labels[i]])
+    index = next(i for i, x in enumerate(samples.inputs)
+                 if rgb_model.classify(x)[0] == rgb_model.class_labels[samples.labels[i]])
     big = np.asarray(Image.fromarray(samples.inputs[index]).resize((192, 160), Image.Resampling.NEAREST))
     jpeg = png_bytes(big, "JPEG")
     drop_file(page, jpeg, "dropped.jpg", "image/jpeg")
@@ -579,7 +591,9 @@ def test_token_is_asked_once_a_wrong_one_is_a_clear_message_and_the_right_one_wo
         page.find_element(By.ID, "token").send_keys(TOKEN + Keys.ENTER)
         wait_for(page, lambda d: d.find_element(By.ID, "app").is_displayed())
         assert not form.is_displayed()
-        assert page.execute_script("return [sessionStorage.getItem('keras2edge.token'), localStorage.length]") == [TOKEN, 0]
+        assert page.execute_script(
+            "return [sessionStorage.getItem('keras2edge.token'), localStorage.length]"
+        ) == [TOKEN, 0]
         path = tmp_path / "digit.png"
         path.write_bytes(png_bytes(mnist.x_test[5]))
         upload(page, path)

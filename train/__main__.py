@@ -29,11 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--validation-split", type=float, default=defaults.validation_split)
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="peak Adam learning rate (cosine-decayed to 0)")
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
+                        help="peak Adam learning rate (cosine-decayed to 0)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="seed of the weights and the batch order (the data split is seeded separately, with 0, "
                              "so convert and parity draw the same split)")
-    parser.add_argument("--train-limit", type=int, default=None, help="use only the first N training samples (quick experiments)")
+    parser.add_argument("--train-limit", type=int, default=None,
+                        help="use only the first N training samples (quick experiments)")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1,
                         help="0 silent, 1 progress bars, 2 a line per epoch")
     parser.add_argument("--force", action="store_true", help="replace --out if it already exists")

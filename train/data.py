@@ -174,7 +174,9 @@ def _load_npz(path: Path, **image_options: Any) -> Dataset:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in _ROLES if k not in npz.files]
             if missing:
-                raise DataError(f"{path}: missing arrays {missing}; expected keras layout x_train, y_train, x_test, y_test")
+                raise DataError(
+                    f"{path}: missing arrays {missing}; expected keras layout x_train, y_train, x_test, y_test"
+                )
             arrays = {k: npz[k] for k in _ROLES}
             names = npz["class_names"] if "class_names" in npz.files else None
     except DataError:
@@ -212,7 +214,9 @@ def _load_keras(**image_options: Any) -> Dataset:
     except ImportError:
         raise DataError("--data keras needs Keras: pip install 'keras2edge[train]'") from None
     except Exception as exc:  # network failures surface as many exception types
-        raise DataError(f"could not download MNIST through keras.datasets ({exc}); use the bundled copy instead") from None
+        raise DataError(
+            f"could not download MNIST through keras.datasets ({exc}); use the bundled copy instead"
+        ) from None
     arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
     return _from_arrays(arrays, "keras.datasets.mnist", {}, digits=True, **image_options)
 

@@ -101,10 +101,14 @@ class Dataset:
         x_test, y_test = _checked(self.x_test, self.y_test, "test", self.source)
         if x_train.shape[1:] != x_test.shape[1:]:
             what = "images" if x_train.ndim > 2 else "feature vectors"
-            raise DataError(f"{self.source}: train {what} are {x_train.shape[1:]} but test {what} are {x_test.shape[1:]}")
+            raise DataError(
+                f"{self.source}: train {what} are {x_train.shape[1:]} but test {what} are {x_test.shape[1:]}"
+            )
         spec = self.input if self.input is not None else input_for_arrays(x_train)
         if spec.shape != _sample_shape(x_train):
-            raise DataError(f"{self.source}: input {spec.describe()} does not describe samples of shape {x_train.shape[1:]}")
+            raise DataError(
+                f"{self.source}: input {spec.describe()} does not describe samples of shape {x_train.shape[1:]}"
+            )
         top = int(max(y_train.max(), y_test.max()))
         names = tuple(self.class_names) or tuple(str(i) for i in range(top + 1))
         if top >= len(names):
@@ -166,7 +170,8 @@ def _checked(x: np.ndarray, y: np.ndarray, split: str, source: str) -> tuple[np.
             raise DataError(f"{source}: {split} images must be uint8 pixels, got {x.dtype}")
     else:
         raise DataError(
-            f"{source}: {split} samples must be images (N, H, W) / (N, H, W, 3) or feature vectors (N, F), got {x.shape}"
+            f"{source}: {split} samples must be images (N, H, W) / (N, H, W, 3) or feature vectors (N, F), "
+            f"got {x.shape}"
         )
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"{source}: {split} labels must be a 1-D integer array, got {y.dtype} {y.shape}")

@@ -84,7 +84,8 @@ def _read_table(path: Path, label_column: str) -> _Table:
                     ) from None
                 if not math.isfinite(value):
                     raise DataError(
-                        f"{path}: row {len(labels) + 1} (line {line}), column {header[i]!r}: {cell!r} is not a finite number"
+                        f"{path}: row {len(labels) + 1} (line {line}), column {header[i]!r}: "
+                        f"{cell!r} is not a finite number"
                     )
                 values.append(value)
             labels.append(label)
@@ -153,7 +154,9 @@ def load_csv_folder(
     train = _read_table(root / "train.csv", label_column)
     test = _read_table(root / "test.csv", label_column)
     if test.columns != train.columns:
-        raise DataError(f"{root}: test.csv columns {list(test.columns)} differ from train.csv columns {list(train.columns)}")
+        raise DataError(
+            f"{root}: test.csv columns {list(test.columns)} differ from train.csv columns {list(train.columns)}"
+        )
     names = _class_names(train.labels)
     y_train, y_test = _encode(train.labels, names, root / "train.csv"), _encode(test.labels, names, root / "test.csv")
     rng = np.random.default_rng(seed)

@@ -222,8 +222,8 @@ def _plan_given(root: Path, seed: int, skip_bad: bool, skipped: list[str]) -> _P
     test = _scan(_list_split(root / "test", classes, root), skip_bad, skipped)
     _check_every_class_trains(root / "train", _labels(train), classes)
     rng = np.random.default_rng(seed)
-    return _Plan(classes, [train[i] for i in rng.permutation(len(train))], [test[i] for i in rng.permutation(len(test))],
-                 split_record(seed), root / "train")
+    return _Plan(classes, [train[i] for i in rng.permutation(len(train))],
+                 [test[i] for i in rng.permutation(len(test))], split_record(seed), root / "train")
 
 
 def _plan_stratified(root: Path, test_fraction: float, seed: int, skip_bad: bool, skipped: list[str]) -> _Plan:
@@ -234,7 +234,8 @@ def _plan_stratified(root: Path, test_fraction: float, seed: int, skip_bad: bool
     images = _scan(_list_split(root, classes, root), skip_bad, skipped)
     _check_every_class_trains(root, _labels(images), classes)
     train, test = stratified_split(_labels(images), test_fraction, seed)
-    return _Plan(classes, [images[i] for i in train], [images[i] for i in test], split_record(seed, test_fraction), root)
+    return _Plan(classes, [images[i] for i in train], [images[i] for i in test],
+                 split_record(seed, test_fraction), root)
 
 
 class _Decoder:
@@ -265,7 +266,8 @@ class _Decoder:
             if self.sizes_must_match and pixels.shape[:2] != self.size:
                 raise DataError(
                     f"{image.path}: image is {pixels.shape[0]}x{pixels.shape[1]} (height x width) after its EXIF "
-                    f"orientation, the others are {self.size[0]}x{self.size[1]}; pass --image-size HxW to resize them all"
+                    f"orientation, the others are {self.size[0]}x{self.size[1]}; "
+                    "pass --image-size HxW to resize them all"
                 )
             x[filled] = resize_image(pixels, self.size, crop_to_aspect_ratio=self.crop)
             y[filled] = image.label
@@ -362,7 +364,8 @@ def load_image_folder(
         color_mode = "rgb" if any(image.colour for image in everything) else "grayscale"
     size = image_size if image_size is not None else _common_size(root, everything)
     progress_bar = Progress(len(everything), "decoding images", progress)
-    decoder = _Decoder(size, color_mode, crop_to_aspect_ratio, image_size is None, skip_bad_images, skipped, progress_bar)
+    decoder = _Decoder(size, color_mode, crop_to_aspect_ratio, image_size is None, skip_bad_images, skipped,
+                       progress_bar)
     try:
         x_train, y_train = decoder.fill(plan.train)
         x_test, y_test = decoder.fill(plan.test)

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from convert.parity import load_test_data
 from convert.mcu import csource, micro, ops
+from convert.parity import load_test_data
 from edge_runtime.atomic import check_output_dir, staged_dir
 from edge_runtime.errors import BackendError, DataError, ManifestError, ModelLoadError
 from edge_runtime.files import read_user_file
@@ -113,7 +113,8 @@ def read_source(directory: str | os.PathLike[str], artifact: str) -> McuSource:
                        **manifest.preprocessing_for(entry).to_json()},
         pixel_shape=pixel_shape,
         pixel_channels=spec.channels,
-        full_integer=tuple(a.name for a in manifest.artifacts if a.format == "tflite" and a.quantization == "full_integer"),
+        full_integer=tuple(a.name for a in manifest.artifacts
+                           if a.format == "tflite" and a.quantization == "full_integer"),
         manifest=manifest,
     )
 
@@ -158,7 +159,8 @@ def check_exportable(source: McuSource, data: bytes, flash_bytes: int | None) ->
     floats = ops.float_tensors(data)
     if floats:
         raise BackendError(
-            f"--artifact {source.artifact!r} computes in floating point ({len(floats)} float tensors, e.g. {floats[0]!r}) "
+            f"--artifact {source.artifact!r} computes in floating point "
+            f"({len(floats)} float tensors, e.g. {floats[0]!r}) "
             f"although its manifest says full_integer; {full_int8}: {_suggestion(source)}"
         )
     used = ops.model_operators(data)
@@ -200,7 +202,9 @@ def pixel_table(model: Any, pixel_shape: tuple[int, ...], channels: int) -> np.n
     per_channel = prepared.reshape(256, -1, channels)
     table = per_channel[:, 0, :]
     if not np.array_equal(per_channel, np.broadcast_to(table[:, None, :], per_channel.shape)):
-        raise ManifestError("the input preprocessing differs between pixels of one channel; it cannot be written as a table")
+        raise ManifestError(
+            "the input preprocessing differs between pixels of one channel; it cannot be written as a table"
+        )
     return np.ascontiguousarray(table.T)
 
 
@@ -336,7 +340,8 @@ def export_mcu(
         "parity": {
             "data": data_source,
             "images": len(inputs),
-            "inputs": "the int8 tensors edge_runtime's Model.prepare makes from the raw test images, the same for every interpreter",
+            "inputs": "the int8 tensors edge_runtime's Model.prepare makes from the raw test images, "
+                      "the same for every interpreter",
             "accuracy_micro": float(np.mean(micro.top1(micro_out) == labels)),
             "accuracy_litert": float(np.mean(micro.top1(litert_out) == labels)),
             "litert": {
@@ -396,7 +401,8 @@ def report_markdown(record: dict[str, Any]) -> str:
         f"| model (flash) | {record['flash']['model_bytes']:,} bytes"
         + (f" of the {flash_limit:,} allowed" if flash_limit is not None else "")
         + " |",
-        f"| tensor arena (RAM) | {arena['recommended_bytes']:,} bytes: {arena['measured_bytes']:,} measured + {arena['margin_bytes']:,} margin |",
+        f"| tensor arena (RAM) | {arena['recommended_bytes']:,} bytes: {arena['measured_bytes']:,} measured + "
+        f"{arena['margin_bytes']:,} margin |",
         f"| operators | {', '.join(record['ops'])} ({record['resolver']['type']}) |",
         f"| input | {record['input']['dtype']} {record['input']['shape']}, scale {record['input']['scale']:.6g}, "
         f"zero point {record['input']['zero_point']} |",

@@ -107,7 +107,9 @@ def measure_arena(runtime: Any, data: bytes, sample: np.ndarray) -> int:
         low, high = ARENA_SEARCH_FLOOR, max(2 * ARENA_SEARCH_FLOOR, len(data))  # invariant: low fails
         while not _runs_in(runtime, data, high, sample):
             if high >= _ARENA_SEARCH_LIMIT:
-                raise ModelLoadError("TensorFlow Lite Micro cannot allocate or run this model with any arena up to 2 GiB")
+                raise ModelLoadError(
+                    "TensorFlow Lite Micro cannot allocate or run this model with any arena up to 2 GiB"
+                )
             low, high = high, high * 2
         while high - low > 1:
             middle = (low + high) // 2

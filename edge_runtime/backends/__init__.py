@@ -119,4 +119,6 @@ def open_backend(
         tried = ", ".join(f"{name} (no module {module})" for name, module in missing)
         hints = "; ".join(_install_hint(n, fmt) for n in candidates(backend, fmt) if n != "tensorflow")
         raise BackendError(f"no backend for .{fmt} models is installed (tried {tried}); install one: {hints}")
-    raise BackendError(f"backend '{backend}' is not installed (no module {missing[0][1]}); {_install_hint(backend, fmt)}")
+    raise BackendError(
+        f"backend '{backend}' is not installed (no module {missing[0][1]}); {_install_hint(backend, fmt)}"
+    )

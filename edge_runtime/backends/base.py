@@ -27,7 +27,8 @@ class TensorSpec(NamedTuple):
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, in the layout of the manifest's ``inputs``/``outputs``."""
-        quant = None if self.quantization is None else {"scale": self.quantization[0], "zero_point": self.quantization[1]}
+        quant = (None if self.quantization is None
+                 else {"scale": self.quantization[0], "zero_point": self.quantization[1]})
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype.name, "quantization": quant}
 
 

@@ -41,7 +41,9 @@ class NumpyBackend(Backend):
             out = self._graph.run(x)
         except (ArithmeticError, IndexError, KeyError, TypeError, ValueError) as exc:
             # A damaged graph that parsed (inconsistent shapes, dangling tensors) fails here.
-            raise BackendError(f"the NumPy backend failed while running the model ({type(exc).__name__}: {exc})") from None
+            raise BackendError(
+                f"the NumPy backend failed while running the model ({type(exc).__name__}: {exc})"
+            ) from None
         # A graph that only reshapes would hand back a view of the caller's (reused)
         # input buffer; the next predict must not overwrite a result already returned.
         return out.copy() if np.may_share_memory(out, x) else out

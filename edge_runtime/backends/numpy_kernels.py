@@ -17,7 +17,6 @@ import numpy as np
 from edge_runtime.preprocessing import INT_RANGES, saturate  # noqa: F401  (saturate: the kernels share the runtime's rounding rule)
 
 
-
 def per_axis(values: np.ndarray, axis: int, ndim: int) -> np.ndarray:
     """Reshape a per-channel parameter vector to broadcast along ``axis`` of an ``ndim`` array."""
     values = np.asarray(values)
@@ -120,7 +119,10 @@ def depthwise_conv2d_nhwc(
     return out
 
 
-def pool_sums_nhwc(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int], dtype: type = np.float32) -> tuple[np.ndarray, np.ndarray]:
+def pool_sums_nhwc(
+    x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int],
+    dtype: type = np.float32,
+) -> tuple[np.ndarray, np.ndarray]:
     """Window sums of NHWC ``x`` and how many real (unpadded) cells each window covers.
 
     Average pooling is ``sums / counts`` (TFLite, ONNX ``count_include_pad=0``) or
@@ -141,7 +143,9 @@ def pool_sums_nhwc(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, in
     return _tap_sums(np.asarray(x, dtype=dtype), kernel, stride, pads), _tap_sums(ones, kernel, stride, pads)
 
 
-def _tap_sums(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int]) -> np.ndarray:
+def _tap_sums(
+    x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int]
+) -> np.ndarray:
     views = _tap_views(np.ascontiguousarray(pad_nhwc(x, pads)), kernel[0], kernel[1], stride, (1, 1))
     out = views[0].copy()
     for view in views[1:]:
@@ -154,13 +158,19 @@ def _tap_views(x: np.ndarray, kh: int, kw: int, stride: tuple[int, int], dilatio
     oh = (x.shape[1] - (kh - 1) * dilation[0] - 1) // stride[0] + 1
     ow = (x.shape[2] - (kw - 1) * dilation[1] - 1) // stride[1] + 1
     return [
-        x[:, i * dilation[0] : i * dilation[0] + (oh - 1) * stride[0] + 1 : stride[0], j * dilation[1] : j * dilation[1] + (ow - 1) * stride[1] + 1 : stride[1]]
+        x[
+            :,
+            i * dilation[0] : i * dilation[0] + (oh - 1) * stride[0] + 1 : stride[0],
+            j * dilation[1] : j * dilation[1] + (ow - 1) * stride[1] + 1 : stride[1],
+        ]
         for i in range(kh)
         for j in range(kw)
     ]
 
 
-def max_pool_nhwc(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int]) -> np.ndarray:
+def max_pool_nhwc(
+    x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int]
+) -> np.ndarray:
     """Max pooling of NHWC ``x``; padded cells never win."""
     if any(pads):
         low = np.finfo(x.dtype).min if x.dtype.kind == "f" else np.iinfo(x.dtype).min
@@ -188,7 +198,9 @@ def exact_dtype(depth: int, weight_bound: int = 128) -> type:
     return np.float32 if depth * 255 * weight_bound < 2**24 else np.float64
 
 
-def requantize(acc: np.ndarray, multiplier: np.ndarray, zero_point: int, dtype: np.dtype, bounds: tuple[int, int] | None = None) -> np.ndarray:
+def requantize(
+    acc: np.ndarray, multiplier: np.ndarray, zero_point: int, dtype: np.dtype, bounds: tuple[int, int] | None = None
+) -> np.ndarray:
     """int32 accumulator -> quantised output: ``clip(rint(acc * multiplier) + zero_point)``.
 
     The product is taken in float32, like XNNPACK's and ONNX Runtime's fp32

@@ -38,7 +38,9 @@ from edge_runtime.backends import numpy_kernels as K
 from edge_runtime.errors import BackendError, ModelLoadError
 
 # ONNX TensorProto element types -> numpy dtypes.
-_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 9: np.bool_, 10: np.float16, 11: np.float64}
+_DTYPES = {
+    1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 9: np.bool_, 10: np.float16, 11: np.float64
+}
 
 Kernel = Callable[..., Any]
 
@@ -53,7 +55,10 @@ def _decode(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _conv_pads(attrs: dict[str, Any], shape: tuple[int, ...], kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int, int, int]:
+def _conv_pads(
+    attrs: dict[str, Any], shape: tuple[int, ...], kernel: tuple[int, int], stride: tuple[int, int],
+    dilation: tuple[int, int],
+) -> tuple[int, int, int, int]:
     """ONNX pads/auto_pad for NCHW ``shape`` as (top, bottom, left, right)."""
     auto_pad = _decode(attrs.get("auto_pad", "NOTSET"))
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
@@ -71,7 +76,9 @@ def _conv_pads(attrs: dict[str, Any], shape: tuple[int, ...], kernel: tuple[int,
 Convolve = Callable[..., np.ndarray]
 
 
-def _conv_geometry(attrs: dict[str, Any], weight_shape: tuple[int, ...]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], Convolve]:
+def _conv_geometry(
+    attrs: dict[str, Any], weight_shape: tuple[int, ...]
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], Convolve]:
     """Kernel size, strides, dilations and the NHWC kernel for a Conv's ``group``.
 
     ``group = 1`` is a plain convolution; one input channel per group (weights
@@ -86,7 +93,10 @@ def _conv_geometry(attrs: dict[str, Any], weight_shape: tuple[int, ...]) -> tupl
     elif weight_shape[1] == 1:
         convolve = K.depthwise_conv2d_nhwc
     else:
-        raise BackendError(f"grouped Conv with group={group} and {weight_shape[1]} channels per group is not supported by the NumPy backend (only depthwise)")
+        raise BackendError(
+            f"grouped Conv with group={group} and {weight_shape[1]} channels per group is not supported "
+            "by the NumPy backend (only depthwise)"
+        )
     kernel = tuple(attrs.get("kernel_shape", weight_shape[2:]))
     return kernel, tuple(attrs.get("strides", (1, 1))), tuple(attrs.get("dilations", (1, 1))), convolve
 
@@ -141,7 +151,9 @@ def _max_pool(attrs: dict[str, Any], consts: list[Any]) -> Kernel:
 
     def max_pool(x: np.ndarray) -> np.ndarray:
         pads = _conv_pads(attrs, x.shape, kernel, stride, (1, 1))
-        return np.ascontiguousarray(K.max_pool_nhwc(x.transpose(0, 2, 3, 1), kernel, stride, pads).transpose(0, 3, 1, 2))
+        return np.ascontiguousarray(
+            K.max_pool_nhwc(x.transpose(0, 2, 3, 1), kernel, stride, pads).transpose(0, 3, 1, 2)
+        )
 
     return max_pool
 
@@ -188,7 +200,9 @@ def _gemm(attrs: dict[str, Any], consts: list[Any]) -> Kernel:
 
 
 def _matmul_integer(attrs: dict[str, Any], consts: list[Any]) -> Kernel:
-    def matmul_integer(a: np.ndarray, b: np.ndarray, a_zp: np.ndarray | None = None, b_zp: np.ndarray | None = None) -> np.ndarray:
+    def matmul_integer(
+        a: np.ndarray, b: np.ndarray, a_zp: np.ndarray | None = None, b_zp: np.ndarray | None = None
+    ) -> np.ndarray:
         a64 = a.astype(np.float64) - (0 if a_zp is None else a_zp.astype(np.float64))
         b64 = b.astype(np.float64) - (0 if b_zp is None else b_zp.astype(np.float64))
         return (a64 @ b64).astype(np.int32)
@@ -257,7 +271,10 @@ def _reshape(attrs: dict[str, Any], consts: list[Any]) -> Kernel:
 
 
 def _slice(attrs: dict[str, Any], consts: list[Any]) -> Kernel:
-    def slice_(x: np.ndarray, starts: np.ndarray, ends: np.ndarray, axes: np.ndarray | None = None, steps: np.ndarray | None = None) -> np.ndarray:
+    def slice_(
+        x: np.ndarray, starts: np.ndarray, ends: np.ndarray, axes: np.ndarray | None = None,
+        steps: np.ndarray | None = None,
+    ) -> np.ndarray:
         index = [slice(None)] * x.ndim
         axes_list = range(len(starts)) if axes is None else [int(a) for a in axes]
         steps_list = [1] * len(starts) if steps is None else [int(s) for s in steps]
@@ -333,7 +350,9 @@ BUILDERS: dict[str, Callable[..., Kernel]] = {
     "Div": _simple(np.divide),
     "Relu": _simple(lambda x: np.maximum(x, np.zeros((), x.dtype))),
     "Reshape": _reshape,
-    "Flatten": _with_attrs(lambda a: lambda x: x.reshape(int(np.prod(x.shape[: a.get("axis", 1)], dtype=np.int64)), -1)),
+    "Flatten": _with_attrs(
+        lambda a: lambda x: x.reshape(int(np.prod(x.shape[: a.get("axis", 1)], dtype=np.int64)), -1)
+    ),
     "Transpose": _with_attrs(lambda a: lambda x: np.ascontiguousarray(x.transpose(a.get("perm")))),
     "Shape": _with_attrs(lambda a: lambda x: np.array(x.shape[a.get("start", 0) : a.get("end")], dtype=np.int64)),
     "Gather": _with_attrs(lambda a: lambda x, i: np.take(x, i, axis=a.get("axis", 0))),
@@ -373,8 +392,12 @@ def _output_scale(a_scale: np.float32, w_scale: np.ndarray, y_scale: np.float32)
     return ((a_scale * w_scale.astype(np.float32)).astype(np.float32) / y_scale).astype(np.float32)
 
 
-def _fused_matmul(node: Any, attrs: dict[str, Any], a: tuple, w: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None, y: tuple) -> Kernel | None:
-    if node.op_type == "Gemm" and (attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0):
+def _fused_matmul(
+    node: Any, attrs: dict[str, Any], a: tuple, w: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None, y: tuple
+) -> Kernel | None:
+    if node.op_type == "Gemm" and (
+        attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0
+    ):
         return None
     weights = (w.T if attrs.get("transB", 0) else w).astype(np.float64)
     multiplier = _output_scale(a[0], w_scale, y[0])
@@ -389,7 +412,9 @@ def _fused_matmul(node: Any, attrs: dict[str, Any], a: tuple, w: np.ndarray, w_s
     return qgemm
 
 
-def _fused_conv(node: Any, attrs: dict[str, Any], a: tuple, w: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None, y: tuple) -> Kernel | None:
+def _fused_conv(
+    node: Any, attrs: dict[str, Any], a: tuple, w: np.ndarray, w_scale: np.ndarray, bias: np.ndarray | None, y: tuple
+) -> Kernel | None:
     kernel, stride, dilation, convolve = _conv_geometry(attrs, w.shape)
     acc_dtype = K.exact_dtype(int(np.prod(w.shape[1:])), int(np.abs(w).max(initial=0)))
     hwio = np.ascontiguousarray(w.transpose(2, 3, 1, 0).astype(acc_dtype))
@@ -398,7 +423,9 @@ def _fused_conv(node: Any, attrs: dict[str, Any], a: tuple, w: np.ndarray, w_sca
 
     def qlinear_conv(x: np.ndarray) -> np.ndarray:
         pads = _conv_pads(attrs, x.shape, kernel, stride, dilation)
-        acc = convolve((x.astype(acc_dtype) - a_zp).transpose(0, 2, 3, 1), hwio, stride, dilation, pads, dtype=acc_dtype)
+        acc = convolve(
+            (x.astype(acc_dtype) - a_zp).transpose(0, 2, 3, 1), hwio, stride, dilation, pads, dtype=acc_dtype
+        )
         acc = acc.astype(np.float64)
         if bias is not None:
             acc += bias
@@ -518,7 +545,11 @@ def rewrite_int8_pairs_as_uint8(nodes: list[Any], constants: dict[str, np.ndarra
         if node.op_type != "QuantizeLinear" or node.output[0] in graph_outputs or len(node.input) < 3:
             continue
         users = consumers.get(node.output[0], [])
-        edges = sum(max(1, len(consumers.get(u.output[0], [])) + (u.output[0] in graph_outputs)) if u.op_type == "DequantizeLinear" else 1 for u in users)
+        edges = sum(
+            max(1, len(consumers.get(u.output[0], [])) + (u.output[0] in graph_outputs))
+            if u.op_type == "DequantizeLinear" else 1
+            for u in users
+        )
         if edges != 1 or users[0].op_type != "DequantizeLinear" or len(users[0].input) < 3:
             continue
         q_zp, dq_zp = _scalar(constants, node.input[2]), _scalar(constants, users[0].input[2])
@@ -596,7 +627,12 @@ def fuse_qdq(nodes: list[Any], constants: dict[str, np.ndarray], graph_outputs: 
                 continue
             w_q, w_scale, w_zp = constants[dq_w.input[0]], constants.get(dq_w.input[1]), constants.get(dq_w.input[2])
             # ONNX Runtime pairs int8 activations with int8 weights only; uint8 ones with either.
-            if w_q.dtype not in (np.int8, np.uint8) or (w_q.dtype == np.uint8 and types == {np.dtype(np.int8)}) or w_scale is None or w_zp is None:
+            if (
+                w_q.dtype not in (np.int8, np.uint8)
+                or (w_q.dtype == np.uint8 and types == {np.dtype(np.int8)})
+                or w_scale is None
+                or w_zp is None
+            ):
                 continue
             w = w_q.astype(np.int32) - K.per_axis(w_zp.astype(np.int32), _attrs(dq_w).get("axis", 1), w_q.ndim)
             bias = None
@@ -667,7 +703,10 @@ class OnnxGraph:
 
     def _add_node(self, node: Any, opset: int, numpy_helper: Any) -> None:
         if node.domain not in ("", "ai.onnx"):
-            raise BackendError(f"the NumPy backend does not implement the ONNX operator {node.domain}.{node.op_type}; use backend 'onnxruntime'")
+            raise BackendError(
+                f"the NumPy backend does not implement the ONNX operator {node.domain}.{node.op_type}; "
+                "use backend 'onnxruntime'"
+            )
         attrs = _attrs(node)
         self.op_names.append(node.op_type)
         if node.op_type == "Constant":
@@ -677,7 +716,9 @@ class OnnxGraph:
             return
         builder = BUILDERS.get(node.op_type)
         if builder is None:
-            raise BackendError(f"the NumPy backend does not implement the ONNX operator {node.op_type}; use backend 'onnxruntime'")
+            raise BackendError(
+                f"the NumPy backend does not implement the ONNX operator {node.op_type}; use backend 'onnxruntime'"
+            )
         if node.op_type == "MaxPool" and len(node.output) > 1 and node.output[1]:
             raise BackendError("MaxPool with an Indices output is not supported by the NumPy backend")
         in_names = list(node.input)
@@ -709,5 +750,7 @@ class OnnxGraph:
             for kernel, in_names, out_names in self.steps:
                 self._store(out_names, kernel(*[values[n] if n else None for n in in_names]), values)
         except KeyError as exc:
-            raise BackendError(f"ONNX graph uses tensor {exc} before it is produced (nodes not in topological order?)") from None
+            raise BackendError(
+                f"ONNX graph uses tensor {exc} before it is produced (nodes not in topological order?)"
+            ) from None
         return values[self.output_name]

@@ -129,7 +129,9 @@ def _dynamic_quantize_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     flat = rmin == rmax
     inv = np.where(flat, f(1), f(255) / np.where(flat, f(1), rmax - rmin)).astype(f)
     low, high = rmin * inv, rmax * inv
-    zero_point = np.rint(np.clip(np.where((f(-128) + low) + (f(127) + high) > 0, f(-128) - low, f(127) - high), -128, 127))
+    zero_point = np.rint(
+        np.clip(np.where((f(-128) + low) + (f(127) + high) > 0, f(-128) - low, f(127) - high), -128, 127)
+    )
     q = np.clip(np.rint(x * inv) + zero_point, -128, 127)
     return (q - zero_point).astype(np.float64), (f(1) / inv).astype(f)
 
@@ -195,10 +197,15 @@ def _fully_connected(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> K
             return shaped(requant(acc), x)
 
         return fc_int8
-    raise BackendError(f"FULLY_CONNECTED with {x_t.dtype.name} input and {w_t.dtype.name} weights is not supported by the NumPy backend")
+    raise BackendError(
+        f"FULLY_CONNECTED with {x_t.dtype.name} input and {w_t.dtype.name} weights "
+        "is not supported by the NumPy backend"
+    )
 
 
-def _padding(code: int, h: int, w: int, kh: int, kw: int, stride: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int, int, int]:
+def _padding(
+    code: int, h: int, w: int, kh: int, kw: int, stride: tuple[int, int], dilation: tuple[int, int]
+) -> tuple[int, int, int, int]:
     if code == 1:  # VALID
         return (0, 0, 0, 0)
     return (*K.same_padding(h, kh, stride[0], dilation[0]), *K.same_padding(w, kw, stride[1], dilation[1]))
@@ -223,7 +230,9 @@ def _convolution(kind: str) -> Callable[[Any, list[Tensor | None], list[Tensor]]
         kh, kw, cin, cout = filters.shape
         channels = x_t.shape[-1]
         if depthwise and channels != -1 and cout % channels:
-            raise BackendError(f"DEPTHWISE_CONV_2D with {cout} filters for {channels} channels is not supported by the NumPy backend")
+            raise BackendError(
+                f"DEPTHWISE_CONV_2D with {cout} filters for {channels} channels is not supported by the NumPy backend"
+            )
         if not depthwise and channels not in (cin, -1):
             raise BackendError("grouped CONV_2D is not supported by the NumPy backend")
         stride = (opts.StrideH(), opts.StrideW())
@@ -261,7 +270,9 @@ def _convolution(kind: str) -> Callable[[Any, list[Tensor | None], list[Tensor]]
             def conv_hybrid(x: np.ndarray, *_: Any) -> np.ndarray:
                 q, scale = _dynamic_quantize_rows(x.reshape(-1, x.shape[-1]) if per_pixel else x.reshape(len(x), -1))
                 y = convolve(q.reshape(x.shape), wq, stride, dilation, pads(x), dtype=acc_dtype)
-                y = y.astype(np.float32) * (scale.reshape(*y.shape[:3], 1) if per_pixel else scale.reshape(-1, 1, 1, 1)) * w_scale
+                y = (y.astype(np.float32)
+                     * (scale.reshape(*y.shape[:3], 1) if per_pixel else scale.reshape(-1, 1, 1, 1))
+                     * w_scale)
                 if fbias is not None:
                     y += fbias
                 return act(y)
@@ -277,13 +288,17 @@ def _convolution(kind: str) -> Callable[[Any, list[Tensor | None], list[Tensor]]
 
             def conv_int8(x: np.ndarray, *_: Any) -> np.ndarray:
                 # Shift by the zero point first, so padding with 0 pads with real zero.
-                acc = convolve(x.astype(acc_dtype) - in_zp, wq, stride, dilation, pads(x), dtype=acc_dtype).astype(np.float64)
+                acc = convolve(
+                    x.astype(acc_dtype) - in_zp, wq, stride, dilation, pads(x), dtype=acc_dtype
+                ).astype(np.float64)
                 if ibias is not None:
                     acc += ibias
                 return requant(acc)
 
             return conv_int8
-        raise BackendError(f"{kind} with {x_t.dtype.name} input and {w_t.dtype.name} filters is not supported by the NumPy backend")
+        raise BackendError(
+            f"{kind} with {x_t.dtype.name} input and {w_t.dtype.name} filters is not supported by the NumPy backend"
+        )
 
     return build
 
@@ -306,7 +321,9 @@ def _pool_2d(kind: str) -> Callable[[Any, list[Tensor | None], list[Tensor]], Ke
             act = _float_activation(activation)
         else:
             if x_t.qparams() != out.qparams():
-                raise BackendError(f"{kind} with different input and output quantisation is not supported by the NumPy backend")
+                raise BackendError(
+                    f"{kind} with different input and output quantisation is not supported by the NumPy backend"
+                )
             qmin, qmax = _quant_bounds(activation, out)
 
             def act(y: np.ndarray) -> np.ndarray:
@@ -364,11 +381,15 @@ def _concatenation(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> Ker
         return lambda *xs: act(np.concatenate(xs, axis=axis))
     if out.dtype not in (np.int8, np.uint8):
         if activation:
-            raise BackendError(f"CONCATENATION of {out.dtype.name} with a fused activation is not supported by the NumPy backend")
+            raise BackendError(
+                f"CONCATENATION of {out.dtype.name} with a fused activation is not supported by the NumPy backend"
+            )
         return lambda *xs: np.concatenate(xs, axis=axis)
     # The TFLite int8 spec requires inputs quantised exactly like the output.
     if any(t.qparams() != out.qparams() for t in ins):
-        raise BackendError("CONCATENATION of int8 inputs quantised unlike its output is not supported by the NumPy backend")
+        raise BackendError(
+            "CONCATENATION of int8 inputs quantised unlike its output is not supported by the NumPy backend"
+        )
     qmin, qmax = _quant_bounds(activation, out)
     return lambda *xs: np.clip(np.concatenate(xs, axis=axis), qmin, qmax).astype(out.dtype)
 
@@ -391,7 +412,9 @@ def _binary(kind: str) -> Callable[[Any, list[Tensor | None], list[Tensor]], Ker
         if out.dtype == np.int32:
             return lambda a, b: fn(a, b).astype(np.int32)
         if kind == "SUB":
-            raise BackendError("the NumPy backend does not implement the TFLite operator SUB on int8 tensors; use backend 'litert'")
+            raise BackendError(
+                "the NumPy backend does not implement the TFLite operator SUB on int8 tensors; use backend 'litert'"
+            )
         (sa, za), (sb, zb), (so, _) = a_t.qparams(), b_t.qparams(), out.qparams()
         if kind == "MUL":
             requant = _requantizer(_product_multiplier(sa, sb, so), out, activation)
@@ -431,7 +454,9 @@ def _softmax(op: Any, ins: list[Tensor | None], outs: list[Tensor]) -> Kernel:
         return lambda x: K.softmax(x, beta=beta)
     in_scale, in_zp = x_t.qparams()
     out_scale, out_zp = out.qparams()
-    return lambda x: K.saturate(K.softmax((x.astype(np.float32) - in_zp) * np.float32(in_scale), beta=beta) / out_scale + out_zp, out.dtype)
+    return lambda x: K.saturate(
+        K.softmax((x.astype(np.float32) - in_zp) * np.float32(in_scale), beta=beta) / out_scale + out_zp, out.dtype
+    )
 
 
 def _relu(activation: int) -> Callable[[Any, list[Tensor | None], list[Tensor]], Kernel]:
@@ -546,7 +571,8 @@ def _read_tensor(model: Any, tensor: Any, data: bytes) -> Tensor:
     axis = 0
     if quant is not None and quant.ScaleLength():
         scale = quant.ScaleAsNumpy().astype(np.float64)
-        zero_point = quant.ZeroPointAsNumpy().astype(np.int64) if quant.ZeroPointLength() else np.zeros(len(scale), np.int64)
+        zero_point = (quant.ZeroPointAsNumpy().astype(np.int64) if quant.ZeroPointLength()
+                      else np.zeros(len(scale), np.int64))
         axis = quant.QuantizedDimension()
     value = None
     buffer = model.Buffers(tensor.Buffer())
@@ -559,7 +585,9 @@ def _read_tensor(model: Any, tensor: Any, data: bytes) -> Tensor:
             flat = np.frombuffer(raw, dtype=dtype)
             static = tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
             if flat.size != int(np.prod(static, dtype=np.int64)):
-                raise ModelLoadError(f"tensor '{tensor.Name().decode(errors='replace')}' has {flat.size} values for shape {static}")
+                raise ModelLoadError(
+                    f"tensor '{tensor.Name().decode(errors='replace')}' has {flat.size} values for shape {static}"
+                )
             value = flat.reshape(static)
     return Tensor(tensor.Name().decode(errors="replace"), shape, dtype, scale, zero_point, axis, value)
 
@@ -599,10 +627,13 @@ class TFLiteGraph:
                     name = f"CUSTOM:{code.CustomCode().decode(errors='replace')}"
                 builder = BUILDERS.get(name)
                 if builder is None:
-                    raise BackendError(f"the NumPy backend does not implement the TFLite operator {name}; use backend 'litert'")
+                    raise BackendError(
+                        f"the NumPy backend does not implement the TFLite operator {name}; use backend 'litert'"
+                    )
                 in_ids = [int(t) for t in op.InputsAsNumpy()] if op.InputsLength() else []
                 out_ids = [int(t) for t in op.OutputsAsNumpy()]
-                kernel = builder(op, [self.tensors[t] if t >= 0 else None for t in in_ids], [self.tensors[t] for t in out_ids])
+                kernel = builder(op, [self.tensors[t] if t >= 0 else None for t in in_ids],
+                                 [self.tensors[t] for t in out_ids])
                 used = [t for t in in_ids if t >= 0]
                 self.op_names.append(name)
                 if used and all(self.tensors[t].value is not None for t in used):
@@ -616,7 +647,9 @@ class TFLiteGraph:
         except PARSE_ERRORS as exc:
             raise ModelLoadError(f"corrupt TFLite flatbuffer ({type(exc).__name__}: {exc})") from None
         if len(self.input_ids) != 1 or len(self.output_ids) != 1:
-            raise BackendError(f"expected one input and one output, got {len(self.input_ids)} and {len(self.output_ids)}")
+            raise BackendError(
+                f"expected one input and one output, got {len(self.input_ids)} and {len(self.output_ids)}"
+            )
         self._constants = [t.value for t in self.tensors]
 
     def run(self, x: np.ndarray) -> np.ndarray:

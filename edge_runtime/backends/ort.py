@@ -74,7 +74,9 @@ class OnnxRuntimeBackend(Backend):
             raise ModelLoadError(f"onnxruntime cannot load this ONNX model: {' '.join(str(exc).split())}") from None
         ins, outs = self._session.get_inputs(), self._session.get_outputs()
         if len(ins) != 1 or len(outs) < 1:
-            raise BackendError(f"expected a model with one input and at least one output, got {len(ins)} and {len(outs)}")
+            raise BackendError(
+                f"expected a model with one input and at least one output, got {len(ins)} and {len(outs)}"
+            )
         self.threads = threads
         self.inputs = [_spec(ins[0], io_quantization[0])]
         self.outputs = [_spec(outs[0], io_quantization[1])]

@@ -96,7 +96,8 @@ SCHEMA: dict[str, dict[int, object]] = {
     "Uint16Vector": {0: _Vec(2)},
     "Uint8Vector": {0: _Vec(1)},
     "VariantSubType": {0: _Vec(4), 1: _U8, 2: _U8},
-    "Operator": {0: _U32, 1: _Vec(4), 2: _Vec(4), 3: _U8, 4: _Union(3, ((17, "ReshapeOptions"), (30, "SqueezeOptions"))),
+    "Operator": {0: _U32, 1: _Vec(4), 2: _Vec(4), 3: _U8,
+                 4: _Union(3, ((17, "ReshapeOptions"), (30, "SqueezeOptions"))),
                  5: _Vec(1), 6: _U8, 7: _Vec(1), 8: _Vec(4), 9: _U64, 10: _U64, 11: _U8, 12: _Union(11), 13: _U32},
     "ReshapeOptions": {0: _Vec(4)},
     "SqueezeOptions": {0: _Vec(4)},
@@ -329,13 +330,17 @@ def verify_tflite(data: bytes) -> None:
         tensor_counts.append(n)
         for t, tensor in enumerate(tensors):
             if _u32_field(reader, tensor, 2) >= len(buffers):
-                raise reader.fail(f"subgraph {s} tensor {t} refers to buffer {_u32_field(reader, tensor, 2)} of {len(buffers)}")
+                raise reader.fail(
+                    f"subgraph {s} tensor {t} refers to buffer {_u32_field(reader, tensor, 2)} of {len(buffers)}"
+                )
         for i in _u32_vector(reader, subgraph, 1) + _u32_vector(reader, subgraph, 2):
             if not 0 <= i < n:
                 raise reader.fail(f"subgraph {s} input/output refers to tensor {i} of {n}")
         for o, op in enumerate(_tables(reader, subgraph, 3, "Operator")):
             if _u32_field(reader, op, 0) >= codes:
-                raise reader.fail(f"subgraph {s} operator {o} refers to operator code {_u32_field(reader, op, 0)} of {codes}")
+                raise reader.fail(
+                    f"subgraph {s} operator {o} refers to operator code {_u32_field(reader, op, 0)} of {codes}"
+                )
             # -1 marks an omitted optional input.
             for i in _u32_vector(reader, op, 1) + _u32_vector(reader, op, 2) + _u32_vector(reader, op, 8):
                 if not -1 <= i < n:

@@ -60,7 +60,8 @@ class Fields:
     def _wrong(self, key: str, expected: str, value: Any) -> Exception:
         import json  # only to show the value in the message
 
-        shown = json.dumps(value) if not isinstance(value, (dict, list)) or len(str(value)) < 60 else type(value).__name__
+        shown = (json.dumps(value) if not isinstance(value, (dict, list)) or len(str(value)) < 60
+                 else type(value).__name__)
         return self.fail(f"'{self.prefix}{key}' must be {expected}, got {shown}")
 
     def obj(self, key: str, default: Any = _MISSING) -> Fields | None:
@@ -127,8 +128,11 @@ class Fields:
         value = self._get(key, default)
         if value is default and default is not _MISSING:
             return value
-        if not isinstance(value, list) or not value or not all(_is_number(v) and (not positive or v > 0) for v in value):
-            raise self._wrong(key, "a non-empty list of " + ("positive numbers" if positive else "finite numbers"), value)
+        if (not isinstance(value, list) or not value
+                or not all(_is_number(v) and (not positive or v > 0) for v in value)):
+            raise self._wrong(
+                key, "a non-empty list of " + ("positive numbers" if positive else "finite numbers"), value
+            )
         return tuple(float(v) for v in value)
 
     def strings(self, key: str, default: Any = _MISSING, nonempty: bool = True) -> Any:

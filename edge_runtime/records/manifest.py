@@ -298,10 +298,14 @@ class Preprocessing(NamedTuple):
             scale, offset, mean, std = IMAGE_MODES[pre.mode]
             if not (math.isclose(pre.scale, scale) and math.isclose(pre.offset, offset, abs_tol=1e-12)
                     and pre.mean == mean and pre.std == std):
-                raise f.fail(f"'{f.prefix}mode' {pre.mode} does not match its scale/offset/mean/std; use mode 'custom' for other values")
+                raise f.fail(
+                    f"'{f.prefix}mode' {pre.mode} does not match its scale/offset/mean/std; "
+                    "use mode 'custom' for other values"
+                )
         if math.prod(pre.model_input_shape) != spec.size:
             raise f.fail(
-                f"'{f.prefix}model_input_shape' {list(pre.model_input_shape)} does not hold an input of shape {list(spec.shape)}"
+                f"'{f.prefix}model_input_shape' {list(pre.model_input_shape)} does not hold an input of shape "
+                f"{list(spec.shape)}"
             )
         return pre
 
@@ -320,7 +324,8 @@ class TensorRecord(NamedTuple):
     quantization: tuple[float, int] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        quant = None if self.quantization is None else {"scale": self.quantization[0], "zero_point": self.quantization[1]}
+        quant = (None if self.quantization is None
+                 else {"scale": self.quantization[0], "zero_point": self.quantization[1]})
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "quantization": quant}
 
     @classmethod
@@ -449,7 +454,8 @@ class Manifest(NamedTuple):
             raise ManifestError(f"{where}: no artifact named '{name}' (available: {names})")
         listed = ", ".join(a.file for a in self.artifacts) or "none"
         raise ManifestError(
-            f"{where}: does not list '{file}' (it lists: {listed}); keep each artifact next to the manifest it was converted with"
+            f"{where}: does not list '{file}' (it lists: {listed}); "
+            "keep each artifact next to the manifest it was converted with"
         )
 
     def preprocessing_for(self, artifact: ArtifactRecord) -> "Preprocessing":

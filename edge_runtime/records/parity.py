@@ -80,7 +80,9 @@ class ParityRecord(NamedTuple):
     def only(self, name: str) -> "ParityRecord":
         """This record restricted to artifact ``name`` (what a bundle ships)."""
         if name not in self.artifacts:
-            raise RecordError(f"{PARITY_NAME}: no entry for '{name}' (it has: {', '.join(self.artifacts) or 'none'}); {_HINT}")
+            raise RecordError(
+                f"{PARITY_NAME}: no entry for '{name}' (it has: {', '.join(self.artifacts) or 'none'}); {_HINT}"
+            )
         return self._replace(artifacts={name: self.artifacts[name]})
 
     def to_json(self) -> dict[str, Any]:

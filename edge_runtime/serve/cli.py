@@ -52,7 +52,8 @@ def check_bind(host: str, has_token: bool, insecure: bool) -> None:
     """
     if not (has_token or insecure or is_loopback(host)):
         raise Keras2EdgeError(
-            f"--host {host} accepts connections from other machines; give --token-file FILE (bearer token) or --insecure"
+            f"--host {host} accepts connections from other machines; "
+            "give --token-file FILE (bearer token) or --insecure"
         )
 
 
@@ -73,7 +74,8 @@ def read_token(path: Path) -> str:
         raise Keras2EdgeError(f"cannot read token file {path}: {exc}") from None
     if len(token) < MIN_TOKEN_CHARS or not (token.isascii() and token.isprintable()) or " " in token:
         raise Keras2EdgeError(
-            f"token file {path} must hold one token of at least {MIN_TOKEN_CHARS} printable ASCII characters without spaces"
+            f"token file {path} must hold one token of at least {MIN_TOKEN_CHARS} printable ASCII characters "
+            "without spaces"
         )
     return token
 
@@ -93,7 +95,8 @@ def add_subparser(subparsers: Any) -> None:
         "--host", default=defaults.DEFAULT_HOST, help="address to bind (default %(default)s, this machine only)"
     )
     parser.add_argument(
-        "--port", type=int_in_range(0, 65535), default=defaults.DEFAULT_PORT, help="TCP port, 0 = any free port (default %(default)s)"
+        "--port", type=int_in_range(0, 65535), default=defaults.DEFAULT_PORT,
+        help="TCP port, 0 = any free port (default %(default)s)",
     )
     parser.add_argument(
         "--workers",

@@ -36,7 +36,6 @@ from edge_runtime.records.manifest import InputSpec
 from edge_runtime.serve.http import HTTPError
 
 
-
 def decode_request(body: bytes, content_type: str, spec: InputSpec, max_images: int) -> np.ndarray:
     """Turn one request body into one batch for a single ``predict`` call.
 

@@ -100,7 +100,8 @@ class InferenceServer:
 
     Examples
     --------
-    >>> server = InferenceServer(ServeConfig(port=0), ModelPool([edge_runtime.load("out/tflite_int8.tflite")]))  # doctest: +SKIP
+    >>> pool = ModelPool([edge_runtime.load("out/tflite_int8.tflite")])  # doctest: +SKIP
+    >>> server = InferenceServer(ServeConfig(port=0), pool)  # doctest: +SKIP
     >>> threading.Thread(target=server.serve_forever).start()  # doctest: +SKIP
     >>> server.shutdown(); server.server_close()  # doctest: +SKIP
     """

@@ -62,7 +62,8 @@ def debian_mirror() -> str:
                 words = line.split()
                 if words[:1] == ["URIs:"] and len(words) > 1 and "security" not in words[1]:
                     return words[1]
-                if words[:1] == ["deb"] and len(words) > 2 and "security" not in words[-3 if words[1].startswith("[") else 1]:
+                if (words[:1] == ["deb"] and len(words) > 2
+                        and "security" not in words[-3 if words[1].startswith("[") else 1]):
                     return words[2] if words[1].startswith("[") else words[1]
     raise SetupError("no Debian mirror found in /etc/apt; set KERAS2EDGE_DEBIAN_MIRROR")
 
@@ -90,12 +91,14 @@ class Arch:
 # PyPI has no armv7l wheels of them (nor of numpy, Pillow), so on armhf they are Debian packages, seen
 # through the bundle's --system-site-packages venv, as a Pi user would install them.
 ARCHES = {
-    "arm64": Arch("arm64", "arm64", "aarch64", "cortex-a72", ("python3", "python3-venv", "python3-pip", "ca-certificates"),
+    "arm64": Arch("arm64", "arm64", "aarch64", "cortex-a72",
+                  ("python3", "python3-venv", "python3-pip", "ca-certificates"),
                   bench_install='pip install "$(ls keras2edge-*.whl)[bench]"'),
     "armhf": Arch("armhf", "armv7l", "arm", "cortex-a15",
                   ("python3", "python3-venv", "python3-pip", "ca-certificates", "python3-numpy", "python3-pil",
                    "python3-psutil", "python3-matplotlib"),
-                  bench_install='python -c "import psutil, matplotlib; print(psutil.__version__, matplotlib.__version__)"'),
+                  bench_install='python -c "import psutil, matplotlib; '
+                                'print(psutil.__version__, matplotlib.__version__)"'),
 }
 
 
@@ -121,7 +124,8 @@ def log(message: str) -> None:
     print(f"[device] {message}", flush=True)
 
 
-def sh(cmd: list[str], timeout: int = STEP_TIMEOUT, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def sh(cmd: list[str], timeout: int = STEP_TIMEOUT, env: dict[str, str] | None = None,
+       check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run a host command, echoing it; raise SetupError on failure when ``check``."""
     log("$ " + " ".join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
@@ -134,7 +138,8 @@ def ensure_host_tools() -> None:
     """qemu-user-static, debootstrap and a mounted, enabled binfmt_misc."""
     if os.geteuid() != 0:
         raise SetupError("needs root (debootstrap, chroot, mount); run with sudo")
-    missing = [tool for tool in ("debootstrap", "qemu-aarch64-static", "qemu-arm-static", "update-binfmts") if not shutil.which(tool)]
+    missing = [tool for tool in ("debootstrap", "qemu-aarch64-static", "qemu-arm-static", "update-binfmts")
+               if not shutil.which(tool)]
     if missing:
         log(f"installing host packages for {', '.join(missing)}")
         sh(["apt-get", "update", "-q"], timeout=600)
@@ -280,8 +285,10 @@ def selftest_row(root: Path, arch: Arch, bundle: str, artifact: str, backend: st
     try:
         result = json.loads(out)
         accuracy = f"{result['correct']}/{result['samples']} = {result['accuracy']:.1%}"
-        note = (f"backend {result['backend']}; top-1 agreement with build machine {result['agreement']}/{result['samples']}, "
-                f"max |dp| {result['max_abs_diff']:.2g}; batch-1 {result['latency_ms_batch1']:.3f} ms (ran under emulation)")
+        note = (f"backend {result['backend']}; "
+                f"top-1 agreement with build machine {result['agreement']}/{result['samples']}, "
+                f"max |dp| {result['max_abs_diff']:.2g}; batch-1 {result['latency_ms_batch1']:.3f} ms "
+                "(ran under emulation)")
         if result["failures"]:
             note += "; " + "; ".join(result["failures"])
     except (json.JSONDecodeError, KeyError, TypeError):
@@ -304,14 +311,16 @@ def run_arch(root: Path, arch: Arch, bundles: dict[str, tuple[Path, str]]) -> li
     for tarball, _ in bundles.values():
         shutil.copy2(tarball, work / tarball.name)
     shutil.copy2(HERE / "runtime_check.py", work / "runtime_check.py")
-    sh(["chroot", str(root), "/bin/chown", "-R", f"{USER}:{USER}", f"/home/{USER}/k2e"], env={**_base_env(arch), "HOME": "/root"})
+    sh(["chroot", str(root), "/bin/chown", "-R", f"{USER}:{USER}", f"/home/{USER}/k2e"],
+       env={**_base_env(arch), "HOME": "/root"})
 
     rows: list[Row] = []
     names = list(bundles)
     first = names[0]
     venv = f"/home/{USER}/k2e/{first}/.venv"
     unpack = " && ".join(f"tar xzf {n}.tar.gz" for n in names)
-    install = step_row(root, arch, "unpack + ./run.sh install (pip from PyPI)", f"{unpack} && cd {first} && ./run.sh install")
+    install = step_row(root, arch, "unpack + ./run.sh install (pip from PyPI)",
+                       f"{unpack} && cd {first} && ./run.sh install")
     rows.append(install)
     if not install.passed:
         return rows
@@ -336,7 +345,10 @@ def run_arch(root: Path, arch: Arch, bundles: dict[str, tuple[Path, str]]) -> li
 
 def print_table(rows: list[Row]) -> None:
     header = ("arch", "backend", "artifact", "check", "self-test accuracy", "result", "seconds (emulated)")
-    table = [header] + [(r.arch, r.backend, r.artifact, r.check, r.accuracy, "PASS" if r.passed else "FAIL", f"{r.seconds:.0f}") for r in rows]
+    table = [header] + [
+        (r.arch, r.backend, r.artifact, r.check, r.accuracy, "PASS" if r.passed else "FAIL", f"{r.seconds:.0f}")
+        for r in rows
+    ]
     widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
     print()
     for i, line in enumerate(table):
@@ -353,7 +365,8 @@ def print_table(rows: list[Row]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where root file systems are cached")
-    parser.add_argument("--artifacts", type=Path, help="output of python -m convert (default: train + convert a small MLP)")
+    parser.add_argument("--artifacts", type=Path,
+                        help="output of python -m convert (default: train + convert a small MLP)")
     parser.add_argument("--rgb-artifacts", type=Path,
                         help="an RGB model's python -m convert output (default: train + convert a small CNN on shapes)")
     parser.add_argument("--arch", default="arm64,armhf", help="comma-separated: arm64, armhf")

@@ -89,7 +89,8 @@ def check_bundle(bundle: Path) -> None:
             continue
         same = bool(np.array_equal(probs.argmax(1), reference.argmax(1)))
         diff = float(np.max(np.abs(probs - reference)))
-        check(same and diff <= tolerance, f"{backend} agrees with {default.backend}: top-1 identical={same}, max |dp| {diff:.2g} <= {tolerance:g}")
+        check(same and diff <= tolerance,
+              f"{backend} agrees with {default.backend}: top-1 identical={same}, max |dp| {diff:.2g} <= {tolerance:g}")
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -100,19 +101,22 @@ def check_bundle(bundle: Path) -> None:
             # In a child process: a native interpreter that crashes on bad bytes must
             # show up as a failed check, not end this script.
             proc = subprocess.run(
-                [sys.executable, "-c", _LOAD_CHILD, str(truncated), backend], capture_output=True, text=True, check=False
+                [sys.executable, "-c", _LOAD_CHILD, str(truncated), backend],
+                capture_output=True, text=True, check=False,
             )
             outcome = proc.stdout.strip() or f"process died with exit status {proc.returncode}"
             check(outcome.startswith("ModelLoadError"), f"truncated artifact, backend {backend} -> {outcome[:110]}")
         tampered = bytearray(data)
         tampered[len(tampered) // 2] ^= 0xFF
         (work / artifact.name).write_bytes(bytes(tampered))
-        expect(ManifestError, "artifact whose sha256 differs from manifest.json", lambda: edge_runtime.load(work / artifact.name))
+        expect(ManifestError, "artifact whose sha256 differs from manifest.json",
+               lambda: edge_runtime.load(work / artifact.name))
 
     wrong = (3, *(d + 1 for d in spec.shape))
     expect(InputError, f"wrong input shape {wrong}", lambda: default.predict(np.zeros(wrong, samples.inputs.dtype)))
     expect(InputError, "NaN in float input", lambda: default.predict(np.full((1, spec.size), np.nan, np.float32)))
-    expect(InputError, "empty batch", lambda: default.predict(np.zeros((0, *samples.inputs.shape[1:]), samples.inputs.dtype)))
+    expect(InputError, "empty batch",
+           lambda: default.predict(np.zeros((0, *samples.inputs.shape[1:]), samples.inputs.dtype)))
     expect(BackendError, "unknown backend name", lambda: edge_runtime.load(artifact, backend="no-such-backend"))
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,7 +125,8 @@ def check_bundle(bundle: Path) -> None:
         proc = subprocess.run([sys.executable, "-m", "edge_runtime", "predict", str(artifact), str(npy)],
                               capture_output=True, text=True, check=False)
         lines = proc.stdout.strip().splitlines()
-        check(proc.returncode == 0 and len(lines) == 3, f"CLI predict on 3 samples: exit {proc.returncode}, {len(lines)} lines")
+        check(proc.returncode == 0 and len(lines) == 3,
+              f"CLI predict on 3 samples: exit {proc.returncode}, {len(lines)} lines")
         if spec.is_image:
             from PIL import Image
 
@@ -132,7 +137,8 @@ def check_bundle(bundle: Path) -> None:
             fields = proc.stdout.strip().split("\t")
             expected = default.classify(samples.inputs[:1])[0]
             check(proc.returncode == 0 and len(fields) == 3 and fields[1] == expected,
-                  f"CLI predict on a PNG of a sample ({expected}): exit {proc.returncode}, output {proc.stdout.strip()!r} "
+                  f"CLI predict on a PNG of a sample ({expected}): exit {proc.returncode}, "
+                  f"output {proc.stdout.strip()!r} "
                   f"{proc.stderr.strip().splitlines()[-1:]}")
         bad = Path(tmp) / "not-an-image.png"
         bad.write_bytes(b"not an image")
