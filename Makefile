@@ -1,8 +1,8 @@
-# Two entry points, each installs what it needs into .venv first:
+# Entry points, each installs what it needs into .venv first:
 #   make demo   train -> convert -> parity -> benchmark -> report on the bundled MNIST
 #   make test   the test suite
 #   make lint   ruff: pyflakes, import order, lines over 120 characters (pyproject.toml [tool.ruff])
-#   make device emulated Raspberry Pi checks (arm64, armhf) on the demo's artifacts; needs root
+#   make device emulated Raspberry Pi checks (arm64, armhf) on the demo's artifacts and an RGB model; needs root
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
