@@ -48,16 +48,6 @@ def micro_runtime() -> Any:
     return runtime
 
 
-def micro_version() -> str:
-    """The installed tflite-micro version (``unknown`` if its metadata is missing)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("tflite-micro")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def _interpreter(runtime: Any, data: bytes, arena_bytes: int) -> Any:
     return runtime.Interpreter.from_bytes(data, arena_size=arena_bytes)
 

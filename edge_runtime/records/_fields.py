@@ -46,10 +46,6 @@ class Fields:
         """The error to raise for ``message`` about this document."""
         return self.error(f"{self.source}: {message}{'; ' + self.hint if self.hint else ''}")
 
-    def has(self, key: str) -> bool:
-        """True when ``key`` is present and not null."""
-        return self.doc.get(key) is not None
-
     def _get(self, key: str, default: Any) -> Any:
         if key not in self.doc or self.doc[key] is None:
             if default is _MISSING:

@@ -252,11 +252,6 @@ class Preprocessing(NamedTuple):
             return cls(mode, 1.0, 0.0, tuple(mean), tuple(std), layout, tuple(model_input_shape))
         raise ManifestError(f"unknown preprocessing mode {mode!r}; choose one of {', '.join(PREPROCESS_MODES)}")
 
-    @property
-    def is_per_channel(self) -> bool:
-        """True when mean or std differ along the channel/feature axis."""
-        return len(set(self.mean)) > 1 or len(set(self.std)) > 1
-
     def describe(self) -> str:
         """One line for ``info``: the arithmetic, as applied."""
         parts = [f"x * {self.scale:.6g}"]
