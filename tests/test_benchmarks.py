@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from benchmarks import baselines, coldstart, machine, report, runner, stats
+from tests.measured import bad_numbers
 
 LATENCY_FIELDS = ("count", "batch_size", "first_ms", "min_ms", "max_ms", "mean_ms", "std_ms", "p50_ms", "p90_ms",
                   "p99_ms", "throughput_sps")
@@ -54,19 +55,6 @@ def quick_run(tmp_path_factory, bench_artifacts) -> tuple[Path, subprocess.Compl
 @pytest.fixture(scope="session")
 def quick_doc(quick_run) -> dict:
     return json.loads((quick_run[0] / "results.json").read_text())
-
-
-def _all_numbers(obj, path=""):
-    if isinstance(obj, bool):
-        return
-    if isinstance(obj, (int, float)):
-        yield path, obj
-    elif isinstance(obj, dict):
-        for key, value in obj.items():
-            yield from _all_numbers(value, f"{path}.{key}")
-    elif isinstance(obj, list):
-        for i, value in enumerate(obj):
-            yield from _all_numbers(value, f"{path}[{i}]")
 
 
 def test_quick_run_writes_every_output_file(quick_run):
@@ -104,10 +92,7 @@ def test_every_measured_number_is_finite_and_positive(quick_doc):
         fields = LATENCY_FIELDS if record.get("kind") == "latency" else COLD_FIELDS if "total_ms" in record else ()
         for field in fields:
             assert field in record, (field, record)
-    numbers = list(_all_numbers(measured))
-    assert numbers
-    # `repeat` is a 0-based index; nothing else may be zero, negative, NaN or inf
-    bad = [(p, v) for p, v in numbers if not (math.isfinite(v) and (v > 0 or p.endswith("repeat")))]
+    bad = bad_numbers(measured)
     assert not bad, bad[:5]
     for key, check in quick_doc["summary"]["acceptance"].items():
         assert check["value"] is not None and math.isfinite(check["value"]) and check["value"] > 0, key

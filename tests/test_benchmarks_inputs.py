@@ -23,6 +23,7 @@ import pytest
 from benchmarks import baselines, coldstart, report, runner
 from edge_runtime.records.manifest import Manifest
 from edge_runtime.sample_set import load_samples
+from tests.measured import bad_numbers
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # Notes the runner writes when two subjects that should do the same work disagree.
@@ -49,19 +50,6 @@ def any_quick_run(any_artifacts, tmp_path_factory) -> tuple[Path, dict]:
     return out, json.loads((out / "results.json").read_text())
 
 
-def _numbers(obj, path=""):
-    if isinstance(obj, bool):
-        return
-    if isinstance(obj, (int, float)):
-        yield path, obj
-    elif isinstance(obj, dict):
-        for key, value in obj.items():
-            yield from _numbers(value, f"{path}.{key}")
-    elif isinstance(obj, list):
-        for i, value in enumerate(obj):
-            yield from _numbers(value, f"{path}[{i}]")
-
-
 def test_quick_run_on_rgb_and_feature_artifacts_measures_every_artifact_and_writes_the_charts(
         any_quick_run, any_artifacts):
     out, doc = any_quick_run
@@ -84,7 +72,7 @@ def test_quick_run_on_rgb_and_feature_artifacts_measures_every_artifact_and_writ
 def test_quick_run_on_rgb_and_feature_artifacts_has_only_finite_positive_numbers(any_quick_run):
     _, doc = any_quick_run
     measured = doc["records"] + doc["ratios"] + doc["cold_start"] + doc["cold_start_ratios"]
-    bad = [(p, v) for p, v in _numbers(measured) if not (math.isfinite(v) and (v > 0 or p.endswith("repeat")))]
+    bad = bad_numbers(measured)
     assert not bad, bad[:5]
     for key, check in doc["summary"]["acceptance"].items():
         assert check["value"] is not None and math.isfinite(check["value"]) and check["value"] > 0, key
