@@ -53,21 +53,18 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def read_csv_features(path: Path, spec: InputSpec) -> np.ndarray:
     """Feature rows of a CSV file with a header: the model's named columns in its order, else every numeric column.
 
+    Read by :func:`edge_runtime.files.csv_rows`, the rules training reads its CSV by,
+    so a table that trained a model can be fed back to it as it is.
+
     Raises
     ------
     DataError
         Unreadable file, missing feature columns, a wrong column count, or a
         non-numeric cell (row and column named).
     """
-    import csv
+    from edge_runtime.files import csv_rows, read_user_file
 
-    from edge_runtime.files import read_user_file
-
-    text = read_user_file(path, DataError, "a CSV file").decode("utf-8", errors="replace")
-    rows = list(csv.reader(text.splitlines()))
-    if len(rows) < 2:
-        raise DataError(f"{path}: a CSV file needs a header row and at least one row of features")
-    header = [h.strip() for h in rows[0]]
+    header, rows = csv_rows(read_user_file(path, DataError, "a CSV file"), path, DataError)
     names = spec.feature_names or tuple(h for h in header if h != "label")
     missing = [n for n in names if n not in header]
     if missing:
@@ -77,15 +74,17 @@ def read_csv_features(path: Path, spec: InputSpec) -> np.ndarray:
     columns = [header.index(n) for n in names]
     if len(columns) != spec.shape[0]:
         raise DataError(f"{path}: {len(columns)} feature columns but the model reads {spec.shape[0]} features")
-    values = np.empty((len(rows) - 1, len(columns)), dtype=np.float64)
-    for r, row in enumerate(rows[1:], start=2):
-        for c, col in enumerate(columns):
+    values = []
+    for line, row in rows:
+        for col in columns:
             try:
-                values[r - 2, c] = float(row[col])
+                values.append(float(row[col]))
             except (ValueError, IndexError):
                 cell = row[col] if col < len(row) else ""
-                raise DataError(f"{path}: row {r}, column '{header[col]}': {cell!r} is not a number") from None
-    return values
+                raise DataError(f"{path}: row {line}, column '{header[col]}': {cell!r} is not a number") from None
+    if not values:
+        raise DataError(f"{path}: a CSV file needs a header row and at least one row of features")
+    return np.array(values, dtype=np.float64).reshape(-1, len(columns))
 
 
 def read_inputs(path: Path, spec: InputSpec) -> np.ndarray:

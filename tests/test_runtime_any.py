@@ -126,6 +126,21 @@ def test_cli_predicts_rgb_png_files_and_csv_feature_rows(rgb_cnn_artifacts, feat
     assert [p["input"] for p in out["predictions"]] == [f"{table}[{i}]" for i in range(4)]
 
 
+def test_cli_reads_a_spreadsheet_csv_by_the_rules_training_reads_it(feature_mlp_artifacts, tmp_path, capfd):
+    """A byte-order mark, a blank line and a quoted cell: the table that trained the model predicts as it is."""
+    from edge_runtime.__main__ import PROG, main
+
+    features = edge_runtime.load(feature_mlp_artifacts / "tflite_float32.tflite")
+    rows = load_samples(feature_mlp_artifacts, (13,)).inputs[:2]
+    names = list(features.input.feature_names)
+    lines = [",".join(names + ["label"])] + [",".join([f'"{float(v)!r}"' for v in row] + ["x"]) for row in rows]
+    table = tmp_path / "export.csv"
+    table.write_bytes(b"\xef\xbb\xbf" + "\r\n".join([lines[0], lines[1], "", lines[2], ""]).encode())
+    assert run_cli(PROG, main, ["predict", str(features.path), str(table), "--json"]) == 0
+    out = json.loads(capfd.readouterr().out)
+    assert [p["label"] for p in out["predictions"]] == features.classify(rows)
+
+
 def test_cli_refuses_images_for_a_feature_model_and_non_numeric_csv_cells(feature_mlp_artifacts, tmp_path, capfd):
     from edge_runtime.__main__ import PROG, main
 

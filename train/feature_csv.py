@@ -11,9 +11,7 @@ recorded preprocessing, never a silent step of the loader.
 from __future__ import annotations
 
 import array
-import csv
 import hashlib
-import io
 import math
 import os
 from pathlib import Path
@@ -22,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from edge_runtime.errors import DataError
-from edge_runtime.files import read_user_file
+from edge_runtime.files import csv_rows, read_user_file
 from edge_runtime.records.manifest import InputSpec
 from train.dataset import Dataset, check_test_fraction, split_record, stratified_split
 
@@ -38,20 +36,7 @@ class _Table(NamedTuple):
 
 def _read_table(path: Path, label_column: str) -> _Table:
     raw = read_user_file(path, DataError, "a CSV file")
-    try:
-        text = raw.decode("utf-8-sig")  # tolerate the byte-order mark spreadsheets write
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc})") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [name.strip() for name in next(reader)]
-    except StopIteration:
-        raise DataError(f"{path}: empty file; expected a header row naming the columns") from None
-    except csv.Error as exc:
-        raise DataError(f"{path}: not valid CSV ({exc})") from None
-    duplicates = sorted({name for name in header if header.count(name) > 1})
-    if duplicates:
-        raise DataError(f"{path}: duplicate column names {', '.join(repr(d) for d in duplicates)}")
+    header, rows = csv_rows(raw, path, DataError)
     if label_column not in header:
         raise DataError(
             f"{path}: no {label_column!r} column (columns: {', '.join(header)}); "
@@ -63,34 +48,28 @@ def _read_table(path: Path, label_column: str) -> _Table:
         raise DataError(f"{path}: no feature columns besides {label_column!r}")
     values = array.array("f")
     labels: list[str] = []
-    try:
-        for row in reader:
-            if not row:  # a blank line
+    for line, row in rows:
+        if len(row) != len(header):
+            raise DataError(f"{path}: line {line} has {len(row)} fields, the header has {len(header)}")
+        label = row[label_at].strip()
+        if not label:
+            raise DataError(f"{path}: row {len(labels) + 1} (line {line}) has an empty {label_column!r}")
+        for i, cell in enumerate(row):
+            if i == label_at:
                 continue
-            line = reader.line_num
-            if len(row) != len(header):
-                raise DataError(f"{path}: line {line} has {len(row)} fields, the header has {len(header)}")
-            label = row[label_at].strip()
-            if not label:
-                raise DataError(f"{path}: row {len(labels) + 1} (line {line}) has an empty {label_column!r}")
-            for i, cell in enumerate(row):
-                if i == label_at:
-                    continue
-                try:
-                    value = float(cell)
-                except ValueError:
-                    raise DataError(
-                        f"{path}: row {len(labels) + 1} (line {line}), column {header[i]!r}: {cell!r} is not a number"
-                    ) from None
-                if not math.isfinite(value):
-                    raise DataError(
-                        f"{path}: row {len(labels) + 1} (line {line}), column {header[i]!r}: "
-                        f"{cell!r} is not a finite number"
-                    )
-                values.append(value)
-            labels.append(label)
-    except csv.Error as exc:
-        raise DataError(f"{path}: not valid CSV at line {reader.line_num} ({exc})") from None
+            try:
+                value = float(cell)
+            except ValueError:
+                raise DataError(
+                    f"{path}: row {len(labels) + 1} (line {line}), column {header[i]!r}: {cell!r} is not a number"
+                ) from None
+            if not math.isfinite(value):
+                raise DataError(
+                    f"{path}: row {len(labels) + 1} (line {line}), column {header[i]!r}: "
+                    f"{cell!r} is not a finite number"
+                )
+            values.append(value)
+        labels.append(label)
     if not labels:
         raise DataError(f"{path}: no data rows after the header")
     matrix = np.frombuffer(values, dtype=np.float32).reshape(len(labels), len(columns))
