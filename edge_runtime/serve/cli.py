@@ -196,8 +196,4 @@ def run(args: argparse.Namespace) -> int:
     if args.workers > 1:
         return Supervisor(config, args.model, args.backend, args.threads, args.workers).run()
     model = load(args.model, backend=args.backend, threads=args.threads)
-    try:
-        server = InferenceServer(config, ModelPool([model]))
-    except OSError as exc:
-        raise Keras2EdgeError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    return serve(server)
+    return serve(InferenceServer(config, ModelPool([model])))
