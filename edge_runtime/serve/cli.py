@@ -101,7 +101,7 @@ def add_subparser(subparsers: Any) -> None:
     parser.add_argument(
         "--workers",
         type=positive_int,
-        default=defaults.default_workers(),
+        default=defaults.usable_cores(),
         help="worker processes, each with its own model (default: the number of cores, %(default)s)",
     )
     parser.add_argument("--token-file", type=Path, help="file holding the bearer token clients must send")
