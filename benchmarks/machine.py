@@ -154,8 +154,9 @@ def machine_info() -> dict[str, Any]:
     >>> sorted(machine_info())[:3]
     ['arch', 'board', 'cpu_model']
     """
+    from edge_runtime.serve.config import usable_cores  # not at the top: the serve package is large
+
     board = _read("/proc/device-tree/model")
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     memory = None
     meminfo = _read("/proc/meminfo")
     if meminfo:
@@ -166,7 +167,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "arch": platform.machine(),
         "logical_cores": os.cpu_count(),
-        "usable_cores": usable,
+        "usable_cores": usable_cores(),
         "memory_bytes": memory,
         "os": platform.platform(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",

@@ -344,7 +344,8 @@ def render_csv(doc: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def _png(fig: Any) -> bytes:
+def figure_png(fig: Any) -> bytes:
+    """A matplotlib figure as PNG bytes, in the size and resolution of every benchmark chart."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return buf.getvalue()
@@ -436,7 +437,7 @@ def render_charts(doc: dict[str, Any]) -> dict[str, bytes]:
     charts: dict[str, bytes] = {}
     for name, figure in ((LATENCY_CHART, latency_figure), (SIZE_CHART, size_figure)):
         fig = figure(doc, plt)
-        charts[name] = _png(fig)
+        charts[name] = figure_png(fig)
         plt.close(fig)
     return charts
 

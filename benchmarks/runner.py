@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 import statistics
 import sys
 import tempfile
@@ -31,7 +30,7 @@ import numpy as np
 
 from benchmarks import baselines, coldstart, digit_photos
 from benchmarks.machine import machine_info, thermal_state
-from benchmarks.stats import DEFAULT_POLICY, QUICK_POLICY, TimingPolicy, measure_interleaved
+from benchmarks.stats import DEFAULT_POLICY, QUICK_POLICY, TimingPolicy, measure_interleaved, median
 from edge_runtime.errors import BackendError, DataError, ManifestError
 from edge_runtime.records.manifest import ArtifactRecord, Manifest
 from edge_runtime.records.parity import ParityRecord
@@ -89,8 +88,9 @@ class BenchConfig:
             return cls(artifact_dir, list(batch_sizes or QUICK_BATCH_SIZES), list(threads or [1]), True, keras_model,
                        QUICK_POLICY, TimingPolicy(warmup_runs=1, min_runs=3, min_seconds=0.0, max_seconds=1.0),
                        QUICK_COLD_REPEATS)
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        default_threads = sorted({1, cores})
+        from edge_runtime.serve.config import usable_cores  # not at the top: the serve package is large
+
+        default_threads = sorted({1, usable_cores()})
         return cls(artifact_dir, list(batch_sizes or DEFAULT_BATCH_SIZES), list(threads or default_threads), False,
                    keras_model)
 
@@ -381,10 +381,6 @@ def measure_keras(config: BenchConfig, manifest: Manifest, samples: SampleSet, i
     return records
 
 
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
-
-
 COLD_FIELDS = ("import_ms", "load_ms", "first_inference_ms", "total_ms", "wall_ms", "cpu_ms", "peak_rss_bytes")
 
 
@@ -399,7 +395,7 @@ def cold_start_summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"subject": subject, "artifact": artifact, "backend": recs[0]["backend"],
                                "repeats": len(recs)}
         for key in COLD_FIELDS:
-            row[key] = _median([r[key] for r in recs])
+            row[key] = median([r[key] for r in recs])
         row["total_ms_min"] = min(r["total_ms"] for r in recs)
         row["total_ms_max"] = max(r["total_ms"] for r in recs)
         rows.append(row)

@@ -11,8 +11,9 @@ few samples for slow ones (p99 would be meaningless).
 from __future__ import annotations
 
 import math
+import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -128,6 +129,27 @@ def summarize(samples_s: Sequence[float], batch_size: int, first_s: float) -> La
         p99_ms=float(p99) * 1e3,
         throughput_sps=batch_size / mean if mean > 0 else math.inf,
     )
+
+
+def median(values: Iterable[float | None], digits: int | None = None) -> float | None:
+    """The median over rounds or repeats of what was measured; ``None`` if nothing was.
+
+    ``None`` and NaN are measurements that did not happen (a run without a number) and
+    are left out. Without ``digits`` an odd count returns one of the values as it is
+    (an int stays an int in a results file); with ``digits`` a float rounded to them.
+
+    Examples
+    --------
+    >>> median([3, None, 1, float("nan"), 2])
+    2
+    >>> median([1.0, 2.0004], digits=3), median([None])
+    (1.5, None)
+    """
+    measured = [v for v in values if v is not None and not math.isnan(v)]
+    if not measured:
+        return None
+    middle = statistics.median(measured)
+    return middle if digits is None else round(float(middle), digits)
 
 
 def _timed(fn: Callable[[], object]) -> float:

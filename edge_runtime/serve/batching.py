@@ -46,6 +46,24 @@ from edge_runtime.serve.inputs import decode_request
 # deliver(status, body, images, error): runs on the event loop; error is an unexpected exception (answer 500).
 Deliver = Callable[[int, bytes, int, "BaseException | None"], None]
 BUSY = HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, "all workers are busy, retry later")
+DISAGREE = "model instances disagree on the self-check images; the artifact is not deterministic"
+
+
+def same_output(output: np.ndarray, expected: np.ndarray) -> bool:
+    """Whether a self-check output is the expected one: same shape, every value within 1e-5.
+
+    One rule for every comparison of self-check outputs (the model instances of a
+    process at start-up, the worker processes with each other, ``/healthz`` with
+    start-up), so they cannot drift apart. NaN never matches.
+
+    Examples
+    --------
+    >>> same_output(np.array([[0.25, 0.75]]), np.array([[0.25, 0.750001]]))
+    True
+    >>> same_output(np.array([[0.25, 0.75]]), np.array([0.25, 0.75]))
+    False
+    """
+    return output.shape == expected.shape and bool(np.allclose(output, expected, atol=1e-5))
 
 
 class ModelPool:
@@ -238,14 +256,16 @@ class Batcher:
         A job with more images than ``max_batch`` forms a group of its own: requests are never split.
         """
         groups: dict[tuple[Any, ...], list[list[Job]]] = {}
+        filled: dict[tuple[Any, ...], int] = {}  # images in each key's last chunk
         for job in jobs:
             assert job.images is not None
             key = (job.images.dtype.str, job.images.shape[1:])
             chunks = groups.setdefault(key, [[]])
-            images = sum(len(j.images) for j in chunks[-1])  # type: ignore[arg-type]
-            if chunks[-1] and images + len(job.images) > self._max_batch:
+            if chunks[-1] and filled[key] + len(job.images) > self._max_batch:
                 chunks.append([])
+                filled[key] = 0
             chunks[-1].append(job)
+            filled[key] = filled.get(key, 0) + len(job.images)
         return [chunk for chunks in groups.values() for chunk in chunks]
 
     def _predict(self, model: Any, group: list[Job], answers: dict[Job, Any]) -> int:
@@ -297,7 +317,7 @@ class Batcher:
         except Keras2EdgeError as exc:
             error = HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, f"self-check inference failed: {exc}")
             return error.status, json_error(error), 0, None
-        if output.shape != self._expected.shape or not np.allclose(output, self._expected, atol=1e-5):
+        if not same_output(output, self._expected):
             error = HTTPError(
                 HTTPStatus.SERVICE_UNAVAILABLE, "self-check inference gave a different answer than at start-up"
             )

@@ -101,7 +101,7 @@ def add_subparser(subparsers: Any) -> None:
     parser.add_argument(
         "--workers",
         type=positive_int,
-        default=defaults.default_workers(),
+        default=defaults.usable_cores(),
         help="worker processes, each with its own model (default: the number of cores, %(default)s)",
     )
     parser.add_argument("--token-file", type=Path, help="file holding the bearer token clients must send")
@@ -196,8 +196,4 @@ def run(args: argparse.Namespace) -> int:
     if args.workers > 1:
         return Supervisor(config, args.model, args.backend, args.threads, args.workers).run()
     model = load(args.model, backend=args.backend, threads=args.threads)
-    try:
-        server = InferenceServer(config, ModelPool([model]))
-    except OSError as exc:
-        raise Keras2EdgeError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    return serve(server)
+    return serve(InferenceServer(config, ModelPool([model])))

@@ -31,12 +31,15 @@ DEFAULT_MAX_BATCH = 32
 DEFAULT_MAX_WAIT_US = 0
 
 
-def default_workers() -> int:
+def usable_cores() -> int:
     """The number of CPU cores this process may run on (its affinity mask, else all cores).
+
+    The default of ``serve --workers``, and what the benchmarks count as the machine's
+    cores: in a container or under ``taskset`` fewer than ``os.cpu_count()``.
 
     Examples
     --------
-    >>> default_workers() >= 1
+    >>> usable_cores() >= 1
     True
     """
     try:

@@ -253,7 +253,9 @@ class Connection(asyncio.Protocol):
         self.body_left = 0  # body bytes announced but not read yet
         self.announced = 0  # Content-Length of the request whose body is being read
         self.served = 0
-        self.counted = False  # whether the server counts this connection as open
+        # Whether the server counts this connection as open: it does from accept() on
+        # (InferenceServer._accept), until it is refused or closed.
+        self.counted = True
         self.deadline: float | None = None
         self.head_started = False  # the deadline is the request's, not the idle one
         self.close_after = False  # answer the current request, then close

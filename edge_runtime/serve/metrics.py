@@ -76,8 +76,7 @@ class Metrics:
         self._requests = _SCALARS
         self._buckets = self._requests + n_e * n_m * n_s
         self._sums = self._buckets + n_e * n_b
-        self._counts = self._sums + n_e
-        self._width = self._counts + n_e
+        self._width = self._sums + n_e
         self._map = mmap.mmap(-1, slots * self._width * 8)  # anonymous and shared with forked children
         self._all = np.frombuffer(self._map, dtype=np.float64).reshape(slots, self._width)
         self.bind(0)
@@ -106,7 +105,6 @@ class Metrics:
         mine[self._requests + (e * len(self.methods) + m) * len(self.statuses) + s] += 1
         mine[self._buckets + e * (len(LATENCY_BUCKETS) + 1) + bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         mine[self._sums + e] += seconds
-        mine[self._counts + e] += 1
         mine[_IMAGES] += images
         mine[_SEQ] += 1
 
@@ -167,10 +165,12 @@ class Metrics:
             "# TYPE keras2edge_http_request_duration_seconds histogram",
         ]
         for e, endpoint in sorted(enumerate(self.endpoints), key=lambda item: item[1]):
-            count = int(snap[self._counts + e])
+            # Every request lands in exactly one bucket (the last one holds those over the largest
+            # bound), so the cumulative total is the endpoint's request count.
+            cumulative = np.cumsum(snap[self._buckets + e * n_b : self._buckets + (e + 1) * n_b])
+            count = int(cumulative[-1])
             if not count:
                 continue
-            cumulative = np.cumsum(snap[self._buckets + e * n_b : self._buckets + (e + 1) * n_b])
             for bound, n in zip(LATENCY_BUCKETS, cumulative):
                 lines.append(
                     f'keras2edge_http_request_duration_seconds_bucket{{endpoint="{endpoint}",le="{bound}"}} {int(n)}'

@@ -99,9 +99,8 @@ def model_info(server: Any, request: Request, connection: Connection) -> None:
 
 def metrics(server: Any, request: Request, connection: Connection) -> None:
     """``GET /metrics``: Prometheus text exposition format 0.0.4."""
-    model = server.pool.first
-    labels = {"sha256": model.sha256, "backend": model.backend, "workers": server.workers}
-    connection.reply(request, 200, server.metrics.render(labels).encode(), "text/plain; version=0.0.4; charset=utf-8")
+    body = server.metrics.render(server.model_labels).encode()
+    connection.reply(request, 200, body, "text/plain; version=0.0.4; charset=utf-8")
 
 
 @cache

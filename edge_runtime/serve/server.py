@@ -22,7 +22,7 @@ import numpy as np
 
 from edge_runtime.errors import Keras2EdgeError
 from edge_runtime.sample_set import load_samples
-from edge_runtime.serve.batching import Batcher, ModelPool
+from edge_runtime.serve.batching import DISAGREE, Batcher, ModelPool, same_output
 from edge_runtime.serve.config import ServeConfig
 from edge_runtime.serve.http import METHODS, Connection, Route
 from edge_runtime.serve.log import JsonLog
@@ -43,11 +43,14 @@ def listen(host: str, port: int) -> socket.socket:
 
     Raises
     ------
-    OSError
-        The address is in use, not local, or not permitted.
+    Keras2EdgeError
+        The address is in use, not local, or not permitted (the message names it).
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=BACKLOG)
+    try:
+        return socket.create_server((host, port), family=family, backlog=BACKLOG)
+    except OSError as exc:
+        raise Keras2EdgeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def self_check_images(model: Any) -> np.ndarray:
@@ -88,15 +91,11 @@ class InferenceServer:
         Shared metrics (worker processes); a private one by default.
     workers
         Model instances over all processes, as reported by ``/v1/model`` and ``/metrics``.
-    reference
-        Self-check outputs every model must reproduce (another process's start-up answer).
 
     Raises
     ------
-    OSError
-        The address cannot be bound.
     Keras2EdgeError
-        The models disagree on the self-check images.
+        The address cannot be bound, or the models disagree on the self-check images.
 
     Examples
     --------
@@ -115,7 +114,6 @@ class InferenceServer:
         sock: socket.socket | None = None,
         metrics: Metrics | None = None,
         workers: int | None = None,
-        reference: np.ndarray | None = None,
         routes: dict[str, Route] = ROUTES,
     ) -> None:
         self.config = config
@@ -125,8 +123,10 @@ class InferenceServer:
         self.pid = os.getpid()  # in the access log: which worker process answered
         self.metrics = metrics if metrics is not None else make_metrics(routes)
         self.workers = workers if workers is not None else pool.size
+        # The model_info labels of /metrics, built once: the model and the worker count never change.
+        self.model_labels = {"sha256": pool.first.sha256, "backend": pool.first.backend, "workers": self.workers}
         check_images = self_check_images(pool.first)
-        self.reference = self._reference_output(check_images, reference)
+        self.reference = self._reference_output(check_images)
         self.socket = sock if sock is not None else listen(config.host, config.port)
         self.server_address = self.socket.getsockname()
         self.server_port: int = self.server_address[1]
@@ -149,20 +149,16 @@ class InferenceServer:
             on_predict_calls=self.metrics.add_predict_calls,
         )
 
-    def _reference_output(self, images: np.ndarray, reference: np.ndarray | None) -> np.ndarray:
+    def _reference_output(self, images: np.ndarray) -> np.ndarray:
         """Run the self-check images through every instance; they must all agree.
 
         The result is what ``/healthz`` later compares against, so a health check
         proves the interpreters still compute what they computed at start-up.
         """
         outputs = [np.array(model.predict(images)) for model in self.pool.models]
-        expected = reference if reference is not None else outputs[0]
-        for other in outputs:
-            if other.shape != expected.shape or not np.allclose(other, expected, atol=1e-5):
-                raise Keras2EdgeError(
-                    "model instances disagree on the self-check images; the artifact is not deterministic"
-                )
-        return expected
+        if not all(same_output(other, outputs[0]) for other in outputs):
+            raise Keras2EdgeError(DISAGREE)
+        return outputs[0]
 
     # --------------------------------------------------------------- lifecycle
 
@@ -264,13 +260,8 @@ class InferenceServer:
             self._loop.add_reader(self.socket.fileno(), self._on_readable)
 
     async def _start_connection(self, client: socket.socket) -> None:
-        def counted_connection() -> Connection:
-            connection = Connection(self)
-            connection.counted = True
-            return connection
-
         try:
-            await self._loop.connect_accepted_socket(counted_connection, client)
+            await self._loop.connect_accepted_socket(lambda: Connection(self), client)
         except OSError as exc:  # the client reset the connection before it was set up
             self.metrics.add_connections(-1)
             self.log.write(event="connection_error", error=f"{type(exc).__name__}: {exc}")

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.errors import Keras2EdgeError
-from edge_runtime.serve.batching import ModelPool
+from edge_runtime.serve.batching import DISAGREE, ModelPool, same_output
 from edge_runtime.serve.config import ServeConfig
 from edge_runtime.serve.log import JsonLog
 from edge_runtime.serve.metrics import Metrics
@@ -125,10 +125,7 @@ class Supervisor:
         self.threads = threads
         self.count = workers
         self.log = JsonLog()
-        try:
-            self.socket = listen(config.host, config.port)
-        except OSError as exc:
-            raise Keras2EdgeError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
+        self.socket = listen(config.host, config.port)
         self.metrics: Metrics = make_metrics(ROUTES, slots=workers)
         self.workers: dict[int, _Worker] = {}
         self.exit_status = 0
@@ -259,9 +256,9 @@ class Supervisor:
             reference = np.asarray(info.pop("reference"), dtype=np.float32)
             if self._reference is None:
                 self._reference, self._first_ready_model = reference, info
-            elif reference.shape != self._reference.shape or not np.allclose(reference, self._reference, atol=1e-5):
+            elif not same_output(reference, self._reference):
                 worker.buffer = b""
-                self._failure = "model instances disagree on the self-check images; the artifact is not deterministic"
+                self._failure = DISAGREE
                 return
             worker.ready = True
             if self._stopping:
