@@ -25,7 +25,7 @@ from convert.inputs import InputPlan, PreprocessOptions, plan_input
 from convert.manifest import artifact_record, build_manifest
 from convert.source import SourceModel, load_source_model
 from edge_runtime.atomic import check_output_dir, staged_dir, write_bytes
-from edge_runtime.records.manifest import Manifest
+from edge_runtime.records.manifest import Manifest, TensorRecord
 from edge_runtime.records.training import TrainingRecord
 from edge_runtime.sample_set import write_samples
 from train.data import Dataset, load_dataset
@@ -77,7 +77,7 @@ def _convert_kind(
     return target
 
 
-def _validate(kind: ArtifactKind, path: Path, num_classes: int) -> tuple[list, list]:
+def _validate(kind: ArtifactKind, path: Path, num_classes: int) -> tuple[list[TensorRecord], list[TensorRecord]]:
     from convert.validate import validate_onnx, validate_tflite
 
     check = validate_tflite if kind.format == "tflite" else validate_onnx
