@@ -29,6 +29,7 @@ from edge_runtime.records.manifest import Manifest, TensorRecord
 from edge_runtime.records.training import TrainingRecord
 from edge_runtime.sample_set import write_samples
 from train.data import Dataset, load_dataset
+from train.data_options import merge_load_options
 
 Progress = Callable[[str], None]
 # Test inputs saved as samples.npz for the device's self-test, health check and benchmarks.
@@ -193,14 +194,11 @@ def convert_model(
     if isinstance(dataset, Dataset):
         data = dataset
     else:
-        options: dict[str, Any] = {}
+        recorded = None
         if dataset is None and training is not None:  # the data it was trained on, read the same way (same split)
             dataset = training.dataset.get("source")
-            options.update(training.dataset.get("load_options") or {})
-        options.update(image_options(source, training))
-        options.update({k: v for k, v in (data_options or {}).items() if v is not None})
-        if isinstance(options.get("image_size"), list):
-            options["image_size"] = tuple(options["image_size"])
+            recorded = training.dataset.get("load_options")
+        options = merge_load_options(recorded, image_options(source, training), given=data_options)
         data = load_dataset(dataset, **options)
     plan: InputPlan = plan_input(source, data, preprocess, training)
     say(f"input: {plan.spec.describe()}; preprocessing {plan.preprocessing.describe()} (from {plan.decided_by})")

@@ -25,6 +25,7 @@ from edge_runtime.records.manifest import Manifest, Preprocessing
 from edge_runtime.records.parity import ArtifactParity, ParityRecord
 from edge_runtime.records.training import TrainingRecord
 from train.data import Dataset, load_dataset
+from train.data_options import merge_load_options
 
 
 @dataclass(frozen=True)
@@ -199,17 +200,11 @@ def load_test_data(
     else:
         recorded = manifest.data or {}
         source = dataset if dataset is not None else recorded.get("source")
-        options: dict[str, Any] = {}
-        if source == recorded.get("source"):
-            options.update(recorded.get("load_options") or {})
+        same_split = recorded.get("load_options") if source == recorded.get("source") else None
         spec = manifest.input
-        if spec.is_image:
-            options.update(image_size=spec.image_size, color_mode=spec.color_mode,
-                           crop_to_aspect_ratio=spec.crop_to_aspect_ratio)
-        options.update({k: v for k, v in (data_options or {}).items() if v is not None})
-        if isinstance(options.get("image_size"), list):
-            options["image_size"] = tuple(options["image_size"])
-        data = load_dataset(source, **options)
+        image = ({"image_size": spec.image_size, "color_mode": spec.color_mode,
+                  "crop_to_aspect_ratio": spec.crop_to_aspect_ratio} if spec.is_image else None)
+        data = load_dataset(source, **merge_load_options(same_split, image, given=data_options))
     expected = manifest.input.shape
     got = data.x_test.shape[1:]
     if got != expected and not (manifest.input.is_image and expected[2] == 1 and got == expected[:2]):
