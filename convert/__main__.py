@@ -156,13 +156,11 @@ def _gates_from_args(args: argparse.Namespace) -> dict:
 
 def parity_main(argv: Sequence[str]) -> int:
     """Run parity, print the table, and return 1 if any gate failed."""
-    from convert.parity import run_parity, to_markdown
-    from edge_runtime.records.manifest import Manifest
+    from convert.parity import run_parity
 
     args = build_parity_parser().parse_args(argv)
     report = run_parity(args.dir, dataset=args.data, data_options=data_options(args), gates=_gates_from_args(args),
-                        model_path=args.model, backend=args.backend)
-    print(to_markdown(report, Manifest.read(args.dir)))
+                        model_path=args.model, backend=args.backend, show=print)
     if not report.passed:
         for line in report.failures():
             print(f"{PROG} parity: FAILED {line}", file=sys.stderr)

@@ -45,7 +45,7 @@ from edge_runtime.errors import Keras2EdgeError, ModelLoadError
 from edge_runtime.records.bundle import BundleRecord, Reference
 from edge_runtime.records.manifest import ArtifactRecord, Manifest, sha256_hex
 from edge_runtime.records.parity import ParityRecord
-from edge_runtime.sample_set import SampleSet, load_samples, write_samples
+from edge_runtime.sample_set import SAMPLES_NAME, SampleSet, load_samples
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 # What a device needs of the wheel to run the self-test (embedded digits: schema-1 directories).
@@ -442,8 +442,8 @@ def make_bundle(
     with staged_dir(out_dir, force=force) as stage:
         shutil.copy2(artifact_path, stage / artifact_path.name)
         manifest._replace(artifacts=(entry,)).write(stage)
-        if samples.probabilities is not None:
-            write_samples(stage, samples.inputs, samples.labels, samples.indices, samples.probabilities)
+        if samples.probabilities is not None:  # the directory's own samples.npz, checked by load_samples
+            shutil.copy2(artifact_path.parent / SAMPLES_NAME, stage / SAMPLES_NAME)
         if parity is not None:
             parity.only(artifact).write(stage)
         if wheel is None:

@@ -25,10 +25,11 @@ from convert.inputs import InputPlan, PreprocessOptions, plan_input
 from convert.manifest import artifact_record, build_manifest
 from convert.source import SourceModel, load_source_model
 from edge_runtime.atomic import check_output_dir, staged_dir, write_bytes
-from edge_runtime.records.manifest import Manifest
+from edge_runtime.records.manifest import Manifest, TensorRecord
 from edge_runtime.records.training import TrainingRecord
 from edge_runtime.sample_set import write_samples
 from train.data import Dataset, load_dataset
+from train.data_options import merge_load_options
 
 Progress = Callable[[str], None]
 # Test inputs saved as samples.npz for the device's self-test, health check and benchmarks.
@@ -77,7 +78,7 @@ def _convert_kind(
     return target
 
 
-def _validate(kind: ArtifactKind, path: Path, num_classes: int) -> tuple[list, list]:
+def _validate(kind: ArtifactKind, path: Path, num_classes: int) -> tuple[list[TensorRecord], list[TensorRecord]]:
     from convert.validate import validate_onnx, validate_tflite
 
     check = validate_tflite if kind.format == "tflite" else validate_onnx
@@ -193,14 +194,11 @@ def convert_model(
     if isinstance(dataset, Dataset):
         data = dataset
     else:
-        options: dict[str, Any] = {}
+        recorded = None
         if dataset is None and training is not None:  # the data it was trained on, read the same way (same split)
             dataset = training.dataset.get("source")
-            options.update(training.dataset.get("load_options") or {})
-        options.update(image_options(source, training))
-        options.update({k: v for k, v in (data_options or {}).items() if v is not None})
-        if isinstance(options.get("image_size"), list):
-            options["image_size"] = tuple(options["image_size"])
+            recorded = training.dataset.get("load_options")
+        options = merge_load_options(recorded, image_options(source, training), given=data_options)
         data = load_dataset(dataset, **options)
     plan: InputPlan = plan_input(source, data, preprocess, training)
     say(f"input: {plan.spec.describe()}; preprocessing {plan.preprocessing.describe()} (from {plan.decided_by})")

@@ -19,6 +19,7 @@ below ~20 dB a layer is losing information) or as RMSE where TFLite reports that
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import numpy as np
 from convert._quiet import captured_output
 from convert.calibration import CalibrationData
 from convert.formats import ArtifactKind
+from convert.source import SourceModel, load_source_model
 from edge_runtime.records.manifest import ArtifactRecord, Manifest
 from train.data import Dataset
 
@@ -163,7 +165,8 @@ def onnx_int8_layers(float_model: Path, quantized_model: Path, calibration: Cali
 
 
 def diagnose_int8(
-    directory: Path, record: ArtifactRecord, manifest: Manifest, model_path: Path, dataset: Dataset
+    directory: Path, record: ArtifactRecord, manifest: Manifest, model: SourceModel | str | os.PathLike[str],
+    dataset: Dataset,
 ) -> list[str]:
     """Per-layer error lines (worst first) for the int8 artifact ``record`` in ``directory``.
 
@@ -171,12 +174,12 @@ def diagnose_int8(
     and seed over the training split, preprocessed as that artifact expects): the
     full-integer diagnosis re-quantises the model, and only the same calibration
     reproduces the artifact that failed. An artifact made from the model without its
-    Normalization layer is diagnosed against that model.
+    Normalization layer is diagnosed against that model. ``model`` is the source
+    model, or its path (parity passes the one it already loaded).
     """
     from convert.onnx_export import export_onnx
-    from convert.source import load_source_model
 
-    source = load_source_model(model_path)
+    source = model if isinstance(model, SourceModel) else load_source_model(model)
     if record.preprocessing is not None and source.normalization is not None:
         source = source.without_normalization()
     recorded = manifest.calibration or {}

@@ -8,9 +8,9 @@ the calibration set, the data set and each validated artifact.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from convert.calibration import CalibrationData
 from convert.formats import ArtifactKind
@@ -27,17 +27,11 @@ def tool_versions() -> dict[str, str]:
     return library_versions((*TRAINING_LIBRARIES, "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"))
 
 
-def _tensor(doc: dict[str, Any]) -> TensorRecord:
-    quant = doc.get("quantization")
-    return TensorRecord(doc["name"], tuple(doc["shape"]), doc["dtype"],
-                        None if quant is None else (float(quant["scale"]), int(quant["zero_point"])))
-
-
 def artifact_record(
     kind: ArtifactKind,
     path: Path,
-    inputs: list[dict[str, Any]],
-    outputs: list[dict[str, Any]],
+    inputs: Sequence[TensorRecord],
+    outputs: Sequence[TensorRecord],
     preprocessing: Preprocessing | None = None,
 ) -> ArtifactRecord:
     """One ``artifacts[]`` entry; size and digest are taken from the file as written."""
@@ -49,8 +43,8 @@ def artifact_record(
         quantization=kind.quantization,
         bytes=path.stat().st_size,
         sha256=file_sha256(path),
-        inputs=tuple(_tensor(t) for t in inputs),
-        outputs=tuple(_tensor(t) for t in outputs),
+        inputs=tuple(inputs),
+        outputs=tuple(outputs),
         preprocessing=preprocessing,
     )
 

@@ -11,19 +11,21 @@ conversion that silently lost accuracy fails loudly instead of shipping.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from convert.source import SourceModel, load_source_model
 from edge_runtime.atomic import write_text
 from edge_runtime.errors import DataError, ManifestError
 from edge_runtime.records.manifest import Manifest, Preprocessing
 from edge_runtime.records.parity import ArtifactParity, ParityRecord
 from edge_runtime.records.training import TrainingRecord
 from train.data import Dataset, load_dataset
+from train.data_options import merge_load_options
 
 
 @dataclass(frozen=True)
@@ -136,21 +138,39 @@ def reference_preprocessing(source_path: Path, manifest: Manifest) -> Preprocess
     )
 
 
-def keras_probabilities(model_path: Path, manifest: Manifest, raw: np.ndarray) -> np.ndarray:
-    """Class probabilities of the source Keras model on raw inputs.
+def checked_source(model: SourceModel | str | os.PathLike[str], manifest: Manifest) -> SourceModel:
+    """The source Keras model, loaded from a path if need be, after checking it is the one converted.
 
-    The model file must be the one the artifacts were converted from (same sha256),
-    otherwise the comparison would be meaningless.
+    The model must be the one the artifacts were converted from (same sha256),
+    otherwise comparing with it would be meaningless. Passing an already loaded
+    :class:`~convert.source.SourceModel` saves loading it again (parity loads it
+    once for the reference and every int8 diagnosis).
+
+    Raises
+    ------
+    ManifestError
+        The model's sha256 differs from the one the manifest records.
     """
-    from convert.source import load_source_model
-
-    source = load_source_model(model_path)
+    if isinstance(model, SourceModel):
+        source, shown = model, model.path
+    else:
+        source, shown = load_source_model(model), model
     expected = manifest.source_model.get("sha256")
     if source.sha256 != expected:
         raise ManifestError(
-            f"{model_path}: sha256 {source.sha256[:12]}… differs from the model these artifacts were converted from "
+            f"{shown}: sha256 {source.sha256[:12]}… differs from the model these artifacts were converted from "
             f"({str(expected)[:12]}…); pass the original with --model"
         )
+    return source
+
+
+def keras_probabilities(model: SourceModel | str | os.PathLike[str], manifest: Manifest,
+                        raw: np.ndarray) -> np.ndarray:
+    """Class probabilities of the source Keras model on raw inputs.
+
+    ``model`` is the model or its path; see :func:`checked_source`.
+    """
+    source = checked_source(model, manifest)
     return source.probabilities(raw, reference_preprocessing(source.path, manifest))
 
 
@@ -180,17 +200,11 @@ def load_test_data(
     else:
         recorded = manifest.data or {}
         source = dataset if dataset is not None else recorded.get("source")
-        options: dict[str, Any] = {}
-        if source == recorded.get("source"):
-            options.update(recorded.get("load_options") or {})
+        same_split = recorded.get("load_options") if source == recorded.get("source") else None
         spec = manifest.input
-        if spec.is_image:
-            options.update(image_size=spec.image_size, color_mode=spec.color_mode,
-                           crop_to_aspect_ratio=spec.crop_to_aspect_ratio)
-        options.update({k: v for k, v in (data_options or {}).items() if v is not None})
-        if isinstance(options.get("image_size"), list):
-            options["image_size"] = tuple(options["image_size"])
-        data = load_dataset(source, **options)
+        image = ({"image_size": spec.image_size, "color_mode": spec.color_mode,
+                  "crop_to_aspect_ratio": spec.crop_to_aspect_ratio} if spec.is_image else None)
+        data = load_dataset(source, **merge_load_options(same_split, image, given=data_options))
     expected = manifest.input.shape
     got = data.x_test.shape[1:]
     if got != expected and not (manifest.input.is_image and expected[2] == 1 and got == expected[:2]):
@@ -232,6 +246,7 @@ def run_parity(
     backend: str = "auto",
     diagnose: bool = True,
     write: bool = True,
+    show: Callable[[str], None] | None = None,
 ) -> ParityRecord:
     """Measure every artifact in ``artifact_dir`` against its Keras model on the test split.
 
@@ -255,6 +270,9 @@ def run_parity(
         For a failed int8 artifact, add per-layer quantisation error diagnostics.
     write : bool
         Write ``parity.json`` and ``parity.md`` into ``artifact_dir``.
+    show : callable, optional
+        Called with the ``parity.md`` text (the CLI prints it), which needs the
+        manifest this function has already read.
 
     Returns
     -------
@@ -275,7 +293,8 @@ def run_parity(
         raise ManifestError(f"source model '{source}' recorded in the manifest is gone; pass it with --model")
     chosen = {**DEFAULT_GATES, **(gates or {})}
     raw, labels = data.x_test, data.y_test
-    reference = keras_probabilities(source, manifest, raw)
+    model = checked_source(source, manifest)
+    reference = keras_probabilities(model, manifest, raw)
     keras_accuracy = float(np.mean(reference.argmax(axis=1) == labels))
     results: dict[str, ArtifactParity] = {}
     for record in manifest.artifacts:
@@ -287,7 +306,7 @@ def run_parity(
         if diagnose and problems and record.precision == "int8":
             from convert.diagnostics import diagnose_int8
 
-            diagnostics = tuple(diagnose_int8(directory, record, manifest, source, data))
+            diagnostics = tuple(diagnose_int8(directory, record, manifest, model, data))
         results[record.name] = ArtifactParity(
             precision=record.precision,
             gate={k: v for k, v in asdict(gate).items() if v is not None},
@@ -297,7 +316,10 @@ def run_parity(
             **metrics,
         )
     report = ParityRecord(keras_accuracy, len(raw), results, {"source": data.source, "split": data.split})
+    markdown = to_markdown(report, manifest)
     if write:
         report.write(directory)
-        write_text(directory / "parity.md", to_markdown(report, manifest))
+        write_text(directory / "parity.md", markdown)
+    if show is not None:
+        show(markdown)
     return report

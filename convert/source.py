@@ -186,16 +186,16 @@ def _leading_layer(model: Any) -> tuple[str | None, tuple[tuple[float, ...], tup
     return None, None
 
 
-def _saved_model_leading(path: Path) -> str | None:
+def _saved_model_leading(signature: Any) -> str | None:
     """``"rescaling"`` when a SavedModel's input first meets a multiply by a constant.
 
     A SavedModel has no layers to inspect; Keras' Rescaling is ``x * scale + offset``
     and is the only common first layer that multiplies the raw input (Normalization
-    subtracts first), so the first op on the input tells them apart.
+    subtracts first), so the first op on the input tells them apart. ``signature``
+    is the ``serving_default`` function :func:`_load_saved_model` already loaded
+    (loading a SavedModel is the slow part).
     """
-    import tensorflow as tf
-
-    graph = tf.saved_model.load(str(path)).signatures["serving_default"].graph.as_graph_def()
+    graph = signature.graph.as_graph_def()
     for function in graph.library.function:
         args = {a.name for a in function.signature.input_arg}
         for node in function.node_def:
@@ -208,8 +208,13 @@ def _saved_model_leading(path: Path) -> str | None:
     return None
 
 
-def _load_saved_model(path: Path) -> Any:
-    """A Keras model around a SavedModel's ``serving_default`` signature (one input, one output)."""
+def _load_saved_model(path: Path) -> tuple[Any, Any]:
+    """A Keras model around a SavedModel's ``serving_default`` signature (one input, one output), and that signature.
+
+    The signature is returned so the leading-layer check reads the graph loaded
+    here rather than loading the SavedModel again (``TFSMLayer`` loads it once more
+    itself: it takes only a path).
+    """
     import keras
     import tensorflow as tf
 
@@ -231,7 +236,7 @@ def _load_saved_model(path: Path) -> Any:
     inp = keras.Input(tuple(int(d) for d in spec.shape[1:]), name=name)
     out = layer(inp)
     out = next(iter(out.values())) if isinstance(out, dict) else out
-    return keras.Model(inp, out, name=path.name)
+    return keras.Model(inp, out, name=path.name), signature
 
 
 def _probabilities_numerically(model: Any, input_shape: tuple[int, ...]) -> bool:
@@ -293,10 +298,13 @@ def load_source_model(path: str | os.PathLike[str]) -> SourceModel:
 
     with captured_output():  # TensorFlow's import announces itself on stderr
         import keras
+    signature = None
     try:
         with captured_output():
-            model = (_load_saved_model(source) if fmt == "saved_model"
-                     else keras.models.load_model(source, compile=False))
+            if fmt == "saved_model":
+                model, signature = _load_saved_model(source)
+            else:
+                model = keras.models.load_model(source, compile=False)
     except ModelLoadError:
         raise
     except Exception as exc:  # keras / h5py / TensorFlow raise many types for damaged files
@@ -315,7 +323,7 @@ def load_source_model(path: str | os.PathLike[str]) -> SourceModel:
         raise ModelLoadError(f"{path}: output shape {output_shape} is not one score per class (batch, classes)")
     input_shape = tuple(int(d) for d in input_shape)
     if fmt == "saved_model":
-        leading, normalization = _saved_model_leading(source), None
+        leading, normalization = _saved_model_leading(signature), None
         probabilities = _probabilities_numerically(model, input_shape)
     else:
         leading, normalization = _leading_layer(model)

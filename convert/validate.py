@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.errors import ModelLoadError
+from edge_runtime.records.manifest import TensorRecord
 
 _ONNX_DTYPES = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
                 "tensor(float16)": "float16"}
@@ -33,24 +34,20 @@ def _check_output(path: Path, output: np.ndarray, batch: int, num_classes: int) 
         raise _fail(path, "output contains NaN or inf")
 
 
-def _tflite_tensor(detail: dict[str, Any]) -> dict[str, Any]:
+def _tflite_tensor(detail: dict[str, Any]) -> TensorRecord:
     scale, zero_point = detail["quantization"]
     dtype = np.dtype(detail["dtype"]).name
     quantized = dtype in ("int8", "uint8") and scale != 0.0
-    return {
-        "name": detail["name"],
-        "shape": [int(d) for d in detail["shape_signature"]],
-        "dtype": dtype,
-        "quantization": {"scale": float(scale), "zero_point": int(zero_point)} if quantized else None,
-    }
+    return TensorRecord(detail["name"], tuple(int(d) for d in detail["shape_signature"]), dtype,
+                        (float(scale), int(zero_point)) if quantized else None)
 
 
-def validate_tflite(path: Path, num_classes: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def validate_tflite(path: Path, num_classes: int) -> tuple[list[TensorRecord], list[TensorRecord]]:
     """Load ``path`` with LiteRT, run it once and describe its input and output tensors.
 
     Returns
     -------
-    (inputs, outputs) : two lists of tensor records in the manifest's format.
+    (inputs, outputs) : two lists of the manifest's tensor records.
 
     Raises
     ------
@@ -76,21 +73,17 @@ def validate_tflite(path: Path, num_classes: int) -> tuple[list[dict[str, Any]],
     return [_tflite_tensor(inp)], [_tflite_tensor(out)]
 
 
-def _onnx_tensor(arg: Any) -> dict[str, Any]:
-    return {
-        "name": arg.name,
-        "shape": [d if isinstance(d, int) else -1 for d in arg.shape],
-        "dtype": _ONNX_DTYPES.get(arg.type, arg.type),
-        "quantization": None,
-    }
+def _onnx_tensor(arg: Any) -> TensorRecord:
+    return TensorRecord(arg.name, tuple(d if isinstance(d, int) else -1 for d in arg.shape),
+                        _ONNX_DTYPES.get(arg.type, arg.type))
 
 
-def validate_onnx(path: Path, num_classes: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def validate_onnx(path: Path, num_classes: int) -> tuple[list[TensorRecord], list[TensorRecord]]:
     """Check ``path`` with ``onnx.checker``, run it once in ONNX Runtime, describe its tensors.
 
     Returns
     -------
-    (inputs, outputs) : two lists of tensor records in the manifest's format.
+    (inputs, outputs) : two lists of the manifest's tensor records.
 
     Raises
     ------

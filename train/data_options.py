@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from edge_runtime.errors import DataError
@@ -118,6 +119,30 @@ def data_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def merge_load_options(*defaults: Mapping[str, Any] | None, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``load_dataset`` keywords: ``defaults`` in order (later ones win), then the options the user gave.
+
+    Train, convert and parity each know defaults of their own (the recorded
+    reading options, the model's image size and colour mode); what the user typed
+    (``given``, e.g. :func:`data_options`; its ``None`` values mean "not given")
+    overrides them all. An ``image_size`` read back from JSON is a list and is made
+    a tuple again.
+
+    Examples
+    --------
+    >>> merge_load_options({"image_size": [28, 28], "test_fraction": 0.2}, None,
+    ...                    given={"test_fraction": 0.1, "color_mode": None})
+    {'image_size': (28, 28), 'test_fraction': 0.1}
+    """
+    options: dict[str, Any] = {}
+    for layer in defaults:
+        options.update(layer or {})
+    options.update({k: v for k, v in (given or {}).items() if v is not None})
+    if isinstance(options.get("image_size"), list):
+        options["image_size"] = tuple(options["image_size"])
+    return options
+
+
 def dataset_from_args(
     args: argparse.Namespace,
     *,
@@ -149,5 +174,5 @@ def dataset_from_args(
     >>> dataset_from_args(parser.parse_args([])).num_classes
     10
     """
-    given = {k: v for k, v in data_options(args).items() if v is not None}
-    return load_dataset(args.data, **{"image_size": image_size, "color_mode": color_mode, **given}, progress=progress)
+    options = merge_load_options({"image_size": image_size, "color_mode": color_mode}, given=data_options(args))
+    return load_dataset(args.data, **options, progress=progress)

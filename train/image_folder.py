@@ -256,7 +256,9 @@ class _Decoder:
         for image in images:
             self.progress.advance()
             try:
-                data = _read(image.path)
+                # Capped: decode_image refuses more than MAX_IMAGE_BYTES, and read_user_file
+                # reads no more than the file holds, so small images cost no more.
+                data = read_user_file(image.path, DataError, "an image file", limit=MAX_IMAGE_BYTES + 1)
                 pixels = decode_image(data, self.color_mode, name=str(image.path))
             except DataError as exc:
                 if not self.skip_bad:
@@ -281,19 +283,6 @@ class _Decoder:
         for name in sorted(self.digests):
             digest.update(name.encode("utf-8") + b"\0" + self.digests[name])
         return digest.hexdigest()
-
-
-def _read(path: Path) -> bytes:
-    """The file's bytes, reading no more than its size (decode_image refuses over MAX_IMAGE_BYTES).
-
-    ``read(n)`` allocates ``n`` bytes up front, so a fixed cap as large as
-    MAX_IMAGE_BYTES would cost that much memory traffic for every small image.
-    """
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return read_user_file(path, DataError, "an image file", limit=min(size, MAX_IMAGE_BYTES) + 1)
 
 
 def load_image_folder(

@@ -9,7 +9,6 @@ writes anything.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from collections.abc import Callable, Mapping
@@ -22,7 +21,7 @@ import numpy as np
 
 from convert.mcu import csource, micro, ops
 from convert.parity import load_test_data
-from edge_runtime.atomic import check_output_dir, staged_dir
+from edge_runtime.atomic import check_output_dir, staged_dir, write_json, write_text
 from edge_runtime.errors import BackendError, DataError, ManifestError, ModelLoadError
 from edge_runtime.files import read_user_file
 from edge_runtime.records.manifest import Manifest
@@ -384,8 +383,8 @@ def export_mcu(
     }
     with staged_dir(out, force=force) as stage:
         for name, text in texts.items():
-            (stage / name).write_text(text, encoding="utf-8")
-        (stage / "mcu.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            write_text(stage / name, text)
+        write_json(stage / "mcu.json", record)
     return record
 
 

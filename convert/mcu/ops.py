@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edge_runtime.backends.numpy_tflite import operator_name
 from edge_runtime.backends.tflite_format import verify_tflite
 
 # Builtin operator -> the MicroMutableOpResolver method that registers its kernel,
@@ -90,19 +91,12 @@ def model_operators(data: bytes) -> list[str]:
     >>> model_operators(Path("tflite_int8.tflite").read_bytes())  # doctest: +SKIP
     ['FULLY_CONNECTED', 'SOFTMAX']
     """
-    from tflite.BuiltinOperator import BuiltinOperator
-
     model = _model(data)
-    builtin = _names(BuiltinOperator)
     used: list[str] = []
     for s in range(model.SubgraphsLength()):
         graph = model.Subgraphs(s)
         for i in range(graph.OperatorsLength()):
-            code = model.OperatorCodes(graph.Operators(i).OpcodeIndex())
-            number = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-            name = builtin.get(number, f"BUILTIN_{number}")
-            if name == "CUSTOM":
-                name = f"CUSTOM:{(code.CustomCode() or b'?').decode(errors='replace')}"
+            name = operator_name(model.OperatorCodes(graph.Operators(i).OpcodeIndex()))
             if name not in used:
                 used.append(name)
     return used

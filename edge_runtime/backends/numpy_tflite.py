@@ -22,6 +22,7 @@ image for other convolutions.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,10 +62,32 @@ class Tensor:
 Kernel = Callable[..., np.ndarray]
 
 
+@functools.cache
 def _builtin_names() -> dict[int, str]:
     from tflite.BuiltinOperator import BuiltinOperator
 
     return {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
+
+
+def operator_name(code: Any) -> str:
+    """The schema name of a TFLite ``OperatorCode`` (``tflite`` package accessor).
+
+    Models written since TensorFlow 2.4 keep codes above 127 in ``BuiltinCode`` and
+    older ones only in ``DeprecatedBuiltinCode``, so the larger of the two is the
+    operator. Custom operators are ``CUSTOM:<custom code>``; a number this
+    ``tflite`` package does not know is ``BUILTIN_<number>``. The NumPy backend and
+    the microcontroller export name operators the same way.
+
+    Examples
+    --------
+    >>> operator_name(model.OperatorCodes(0))  # doctest: +SKIP
+    'FULLY_CONNECTED'
+    """
+    number = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+    name = _builtin_names().get(number, f"BUILTIN_{number}")
+    if name == "CUSTOM":
+        name = f"CUSTOM:{(code.CustomCode() or b'?').decode(errors='replace')}"
+    return name
 
 
 def _options(op: Any, cls_name: str) -> Any:
@@ -616,15 +639,11 @@ class TFLiteGraph:
             self.tensors = [_read_tensor(model, graph.Tensors(i), data) for i in range(graph.TensorsLength())]
             self.input_ids = [int(i) for i in graph.InputsAsNumpy()]
             self.output_ids = [int(i) for i in graph.OutputsAsNumpy()]
-            names = _builtin_names()
             self.steps: list[tuple[Kernel, list[int], list[int]]] = []
             self.op_names: list[str] = []
             for i in range(graph.OperatorsLength()):
                 op = graph.Operators(i)
-                code = model.OperatorCodes(op.OpcodeIndex())
-                name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
-                if name == "CUSTOM" and code.CustomCode():
-                    name = f"CUSTOM:{code.CustomCode().decode(errors='replace')}"
+                name = operator_name(model.OperatorCodes(op.OpcodeIndex()))
                 builder = BUILDERS.get(name)
                 if builder is None:
                     raise BackendError(
