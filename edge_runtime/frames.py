@@ -36,7 +36,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from edge_runtime.errors import DataError
-from edge_runtime.images import IMAGE_SUFFIXES, decode_image
+from edge_runtime.images import IMAGE_SUFFIXES, decode_image, decode_min_side
 
 OPENCV_HINT = "pip install 'keras2edge[watch]' (or pip install opencv-python-headless)"
 PICAMERA2_HINT = (
@@ -178,16 +178,17 @@ class ImageFiles:
     live = False
     fps = None
 
-    def __init__(self, name: str, paths: list[Path], color_mode: str = "rgb") -> None:
+    def __init__(self, name: str, paths: list[Path], color_mode: str = "rgb", digits: bool = False) -> None:
         self.name = name
         self._paths = iter(paths)
         self._color_mode = color_mode
+        self._min_side = decode_min_side(digits)
 
     def read(self) -> Frame | None:
         path = next(self._paths, None)
         if path is None:
             return None
-        return Frame(decode_image(path, self._color_mode), None, str(path))
+        return Frame(decode_image(path, self._color_mode, min_side=self._min_side), None, str(path))
 
     def close(self) -> None:
         self._paths = iter(())
@@ -264,7 +265,9 @@ def _image_paths(spec: str) -> list[Path]:
     return sorted((p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=lambda p: str(p))
 
 
-def open_source(spec: str, *, color_mode: str = "rgb", size: tuple[int, int] | None = None) -> FrameSource:
+def open_source(
+    spec: str, *, color_mode: str = "rgb", digits: bool = False, size: tuple[int, int] | None = None
+) -> FrameSource:
     """Open the SOURCE argument of ``watch``.
 
     Parameters
@@ -275,6 +278,9 @@ def open_source(spec: str, *, color_mode: str = "rgb", size: tuple[int, int] | N
     color_mode : {"rgb", "grayscale"}
         What image files are decoded to (the model's colour mode). Cameras and
         videos always give RGB; :func:`edge_runtime.images.fit_image` converts.
+    digits : bool
+        The model reads MNIST-style digits: image files are decoded as ``predict``
+        decodes them for such a model (:func:`edge_runtime.images.decode_min_side`).
     size : (width, height) or None
         Capture size for cameras (picamera2 default 640x480; V4L2 default the
         camera's own).
@@ -304,14 +310,14 @@ def open_source(spec: str, *, color_mode: str = "rgb", size: tuple[int, int] | N
         paths = _image_paths(spec)
         if not paths:
             raise DataError(f"SOURCE {spec}: no image files ({', '.join(IMAGE_SUFFIXES)})")
-        return ImageFiles(spec, paths, color_mode)
+        return ImageFiles(spec, paths, color_mode, digits)
     if not path.exists():
         what = "device" if spec.startswith("/dev/") else "file, directory or device"
         raise DataError(f"SOURCE {spec}: no such {what}")
     if path.is_char_device():
         return OpenCVSource(spec, spec, live=True, size=size)
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return ImageFiles(spec, [path], color_mode)
+        return ImageFiles(spec, [path], color_mode, digits)
     if not os.access(path, os.R_OK):
         raise DataError(f"SOURCE {spec}: permission denied")
     return OpenCVSource(spec, spec, live=False)

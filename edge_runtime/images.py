@@ -286,14 +286,25 @@ def load_image(
     (96, 128, 3)
     """
     _check_digits(color_mode, digits)
-    min_side = None
-    if digits:  # the digit pipeline works on a copy of about WORK_SIDE pixels: a big JPEG may decode smaller
-        from edge_runtime.digits import WORK_SIDE
-
-        min_side = 2 * WORK_SIDE
-    pixels = decode_image(source, color_mode, name=name, max_pixels=max_pixels, min_side=min_side)
+    pixels = decode_image(source, color_mode, name=name, max_pixels=max_pixels, min_side=decode_min_side(digits))
     return fit_image(pixels, image_shape, color_mode=color_mode, digits=digits,
                      crop_to_aspect_ratio=crop_to_aspect_ratio)
+
+
+def decode_min_side(digits: bool) -> int | None:
+    """The ``min_side`` of :func:`decode_image` for a model's images: every caller decodes alike.
+
+    The digit pipeline works on a copy of about ``WORK_SIDE`` pixels, so a large JPEG
+    for a digit model may be decoded at a reduced scale (much faster, same result);
+    any other model's image is decoded at full size. ``predict``, ``serve`` and
+    ``watch`` must agree on this, or one photo would reach the model as different
+    pixels depending on the command.
+    """
+    if not digits:
+        return None
+    from edge_runtime.digits import WORK_SIDE
+
+    return 2 * WORK_SIDE
 
 
 def _check_digits(color_mode: str, digits: bool) -> None:

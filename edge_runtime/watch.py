@@ -570,7 +570,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if not model.input.is_image:
         raise DataError(f"MODEL reads {model.input.describe()}, not images: watch needs an image model")
-    source = open_source(args.source, color_mode=model.input.color_mode, size=args.size)
+    source = open_source(args.source, color_mode=model.input.color_mode, digits=model.input.digits, size=args.size)
     try:
         watch = Watch(model, source, options)
     except Keras2EdgeError:

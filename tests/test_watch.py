@@ -742,3 +742,18 @@ def test_fit_image_of_a_decoded_file_equals_load_image(tmp_path):
 def test_fit_image_refuses_what_is_not_a_frame(pixels, fragment):
     with pytest.raises(DataError, match=fragment):
         fit_image(pixels, (4, 4), color_mode="rgb", digits=False)
+
+
+def test_image_directory_reaches_a_digit_model_as_the_same_pixels_as_predict(tmp_path, mnist):
+    """A large JPEG is decoded at a reduced scale for a digit model by predict; watch must decode it alike."""
+    from benchmarks.digit_photos import photo_of_size
+
+    (tmp_path / "photos").mkdir()
+    path = tmp_path / "photos" / "digit.jpg"
+    path.write_bytes(photo_of_size(mnist.x_test[0], 4))
+    frame = open_source(str(tmp_path / "photos"), color_mode="grayscale", digits=True).read()
+    through_watch = fit_image(frame.pixels, (28, 28), color_mode="grayscale", digits=True)
+    np.testing.assert_array_equal(through_watch, load_image(path, (28, 28), color_mode="grayscale", digits=True))
+    # an RGB model's files are decoded at full size, as predict decodes them
+    rgb = open_source(str(path), color_mode="rgb").read()
+    assert rgb.pixels.shape == decode_image(path, "rgb").shape
