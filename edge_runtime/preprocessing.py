@@ -96,7 +96,7 @@ def apply_preprocessing(raw: np.ndarray, pre: records.Preprocessing) -> np.ndarr
     x *= np.float32(pre.scale)
     if pre.offset:
         x += np.float32(pre.offset)
-    if pre.mean != (0.0,) or pre.std != (1.0,):
+    if pre.standardizes:
         x -= np.asarray(pre.mean, dtype=np.float32)
         x /= np.asarray(pre.std, dtype=np.float32)
     return x.reshape((len(raw), *pre.model_input_shape))
@@ -146,7 +146,7 @@ class InputAdapter:
         self._float_pre = pre._replace(scale=pre.scale * 255.0) if spec.is_image else pre
         self._mean = np.asarray(pre.mean, dtype=np.float32)
         self._std = np.asarray(pre.std, dtype=np.float32)
-        self._standardize = pre.mean != (0.0,) or pre.std != (1.0,)
+        self._standardize = pre.standardizes
         fp = self._float_pre
         self._float_identity = self._quant is None and fp.scale == 1.0 and not fp.offset and not self._standardize
         self._pixels_into, self._pixel_dtype = self._pixel_converter() if spec.is_image else (None, self.dtype)
@@ -273,7 +273,8 @@ class InputAdapter:
             # and the buffer view of that layout is already made.
             self._pixels_into(x, self._pixel_view)
             return self._buffer
-        if x.__class__ is np.ndarray and x.shape == self._last_features and x.dtype is _FLOAT32:
+        if (x.__class__ is np.ndarray and x.shape == self._last_features and x.dtype is _FLOAT32
+                and x.flags.c_contiguous):
             # Same float32 feature rows as last time (a sensor loop): only the values are new.
             if not _isfinite(_add.reduce(x, axis=None, dtype=_FLOAT64)) and not np.isfinite(x).all():
                 raise InputError("input contains NaN or inf")

@@ -252,13 +252,18 @@ class Preprocessing(NamedTuple):
             return cls(mode, 1.0, 0.0, tuple(mean), tuple(std), layout, tuple(model_input_shape))
         raise ManifestError(f"unknown preprocessing mode {mode!r}; choose one of {', '.join(PREPROCESS_MODES)}")
 
+    @property
+    def standardizes(self) -> bool:
+        """Whether a mean/std step follows scale and offset (the identity one is skipped)."""
+        return self.mean != (0.0,) or self.std != (1.0,)
+
     def describe(self) -> str:
         """One line for ``info``: the arithmetic, as applied."""
         parts = [f"x * {self.scale:.6g}"]
         if self.offset:
             parts.append(f"{self.offset:+g}")
         text = " ".join(parts)
-        if self.mean != (0.0,) or self.std != (1.0,):
+        if self.standardizes:
             text = f"({text} - mean) / std, mean {_short(self.mean)}, std {_short(self.std)}"
         return f"{self.mode}: {text} -> {self.layout} {list(self.model_input_shape)}"
 
