@@ -34,9 +34,9 @@ import numpy as np
 
 from edge_runtime.errors import DataError
 from edge_runtime.files import read_user_file
+from edge_runtime.records.manifest import COLOR_MODES
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-COLOR_MODES = ("grayscale", "rgb")
 PILLOW_HINT = "reading image files needs Pillow: pip install 'keras2edge[image]' (or pip install pillow)"
 # Decompression-bomb guard: images declaring more pixels are refused before decoding.
 MAX_PIXELS = 4096 * 4096
@@ -54,7 +54,8 @@ def pillow() -> Any:
     return Image
 
 
-def _check_color_mode(color_mode: str) -> None:
+def check_color_mode(color_mode: str) -> None:
+    """One-line ``DataError`` for a colour mode that is neither ``grayscale`` nor ``rgb``."""
     if color_mode not in COLOR_MODES:
         raise DataError(f"color_mode must be one of {', '.join(COLOR_MODES)}, got {color_mode!r}")
 
@@ -122,7 +123,7 @@ def decode_image(
     >>> decode_image("cat.jpg", "rgb").shape  # doctest: +SKIP
     (480, 640, 3)
     """
-    _check_color_mode(color_mode)
+    check_color_mode(color_mode)
     data, default_name = _read(source)
     name = default_name if name is None else name
     image_mod = pillow()
@@ -308,7 +309,7 @@ def decode_min_side(digits: bool) -> int | None:
 
 
 def _check_digits(color_mode: str, digits: bool) -> None:
-    _check_color_mode(color_mode)
+    check_color_mode(color_mode)
     if digits and color_mode != "grayscale":
         raise DataError("the digit pipeline reads grayscale images; pass color_mode='grayscale' or digits=False")
 

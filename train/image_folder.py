@@ -29,7 +29,7 @@ import numpy as np
 
 from edge_runtime.errors import DataError
 from edge_runtime.files import read_user_file
-from edge_runtime.images import COLOR_MODES, MAX_IMAGE_BYTES, decode_image, pillow, resize_image
+from edge_runtime.images import MAX_IMAGE_BYTES, check_color_mode, decode_image, pillow, resize_image
 from edge_runtime.records.manifest import InputSpec
 from train.dataset import Dataset, check_image_size, check_test_fraction, split_record, stratified_split
 
@@ -340,8 +340,8 @@ def load_image_folder(
     """
     root = Path(directory)
     check_test_fraction(test_fraction)
-    if color_mode is not None and color_mode not in COLOR_MODES:
-        raise DataError(f"color_mode must be one of {', '.join(COLOR_MODES)}, got {color_mode!r}")
+    if color_mode is not None:
+        check_color_mode(color_mode)
     image_size = check_image_size(image_size)
     skipped: list[str] = []
     if (root / "train").is_dir() and (root / "test").is_dir():
