@@ -69,6 +69,11 @@ from fastapi import FastAPI, Request
 from PIL import Image
 
 MODEL = os.environ["MODEL"]
+# The model's input, copied from its manifest.json as a user writes it into the app.
+WIDTH, HEIGHT, MODE = int(os.environ["WIDTH"]), int(os.environ["HEIGHT"]), os.environ["MODE"]  # "L" or "RGB"
+SCALE, OFFSET = float(os.environ["SCALE"]), float(os.environ["OFFSET"])
+MEAN = np.array(os.environ["MEAN"].split(","), np.float32)
+STD = np.array(os.environ["STD"].split(","), np.float32)
 if MODEL.endswith(".onnx"):
     import onnxruntime as ort
     session = ort.InferenceSession(MODEL, providers=["CPUExecutionProvider"])
@@ -96,11 +101,11 @@ async def predict(request: Request):
     if request.headers["content-type"] == "application/json":
         images = np.asarray((await request.json())["images"], dtype=np.uint8)
     else:
-        image = Image.open(io.BytesIO(await request.body())).convert("L").resize((28, 28))
+        image = Image.open(io.BytesIO(await request.body())).convert(MODE).resize((WIDTH, HEIGHT))
         images = np.asarray(image)[None]
     probabilities = []
     for image in images:
-        x = (image.astype(np.float32) / 255).reshape(shape)
+        x = ((image.astype(np.float32) * SCALE + OFFSET - MEAN) / STD).reshape(shape)
         if quant and quant[0]:
             x = np.clip(np.round(x / quant[0] + quant[1]), -128, 127)
         probabilities.append(run(x.astype(dtype))[0].tolist())
@@ -184,21 +189,36 @@ class Server:
         )
 
     def wait_ready(self, probe: Body, timeout: float = _START_TIMEOUT) -> float:
-        """Wait until a request succeeds; returns the seconds it took from start."""
+        """Wait until a request succeeds; returns the seconds it took from start.
+
+        A server that answers the probe with an error status (other than 503, not
+        ready yet) fails at once rather than after ``timeout``, and every failure quotes the last line of the
+        server's log: the log lives in a temporary directory that is gone by the
+        time the user reads the message.
+        """
         start = time.monotonic()
         while time.monotonic() - start < timeout:
             if self.process.poll() is not None:
-                raise Keras2EdgeError(
-                    f"{self.name} server exited with status {self.process.returncode}; see {self.log_path}"
-                )
+                raise Keras2EdgeError(f"{self.name} server exited with status {self.process.returncode}: "
+                                      f"{self._last_log_line()}")
             try:
                 status, _ = post(self.port, probe)
-                if status == 200:
-                    return time.monotonic() - start
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise Keras2EdgeError(f"{self.name} server did not answer within {timeout:.0f} s; see {self.log_path}")
+            except OSError:  # not listening yet
+                time.sleep(0.05)
+                continue
+            if status == 200:
+                return time.monotonic() - start
+            if status == 503:  # up, but not ready for requests yet
+                time.sleep(0.05)
+                continue
+            raise Keras2EdgeError(f"{self.name} server answered {status} to a {probe.name} request: "
+                                  f"{self._last_log_line()}")
+        raise Keras2EdgeError(f"{self.name} server did not answer within {timeout:.0f} s: {self._last_log_line()}")
+
+    def _last_log_line(self) -> str:
+        self._log.flush()
+        lines = [line.strip() for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
+        return f"its log ends with: {lines[-1]}" if lines else "its log is empty"
 
     def processes(self) -> list[Any]:
         """The server's process and all its descendants (uvicorn and edge_runtime workers)."""
@@ -397,28 +417,29 @@ def _png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def request_bodies() -> list[Body]:
-    """A PNG of one real MNIST digit, and a JSON body of four (the embedded MNIST test digits)."""
-    from edge_runtime.sample_set import embedded_digits
+def request_bodies(model_path: Path) -> list[Body]:
+    """A PNG of the model's first test sample and a JSON body of its first four.
 
-    digits = embedded_digits().inputs
-    as_json = json.dumps({"images": digits[:JSON_BATCH].tolist()}).encode()
-    return [Body("png", _png(digits[0]), "image/png", 1), Body("json", as_json, "application/json", JSON_BATCH)]
+    From ``samples.npz`` beside the model (a schema-1 MNIST directory without it: the
+    embedded MNIST test digits), so each server gets images of the size and colour
+    mode the model reads: 28x28 digits for MNIST, colour photos for an RGB conv net.
 
-
-def model_body(model_path: Path) -> Body:
-    """One PNG image for ``model_path``: its first test sample (a real digit for a digit model)."""
+    Raises
+    ------
+    Keras2EdgeError
+        The model reads feature vectors: the benchmark sends images.
+    """
     import edge_runtime
     from edge_runtime.sample_set import load_samples
 
     spec = edge_runtime.load(model_path).input
     if not spec.is_image:
-        raise Keras2EdgeError(
-            f"--batching-model {model_path}: the batching comparison sends images; the model reads {spec.describe()}"
-        )
-    sample = load_samples(model_path.parent, spec.shape).inputs[0]
-    pixels = sample[..., 0] if sample.ndim == 3 and sample.shape[2] == 1 else sample
-    return Body(f"png_{spec.color_mode}", _png(np.ascontiguousarray(pixels, dtype=np.uint8)), "image/png", 1)
+        raise Keras2EdgeError(f"{model_path}: the serve benchmark sends images; the model reads {spec.describe()}")
+    samples = load_samples(model_path.parent, spec.shape).inputs
+    pixels = np.ascontiguousarray(samples[..., 0] if samples.ndim == 4 and samples.shape[3] == 1 else samples,
+                                  dtype=np.uint8)
+    as_json = json.dumps({"images": pixels[:JSON_BATCH].tolist()}).encode()
+    return [Body("png", _png(pixels[0]), "image/png", 1), Body("json", as_json, "application/json", JSON_BATCH)]
 
 
 def make_rgb_standin(path: Path, seed: int = 0) -> Path:
@@ -516,14 +537,33 @@ def start_reference(model: Path, workers: int, workdir: Path) -> Server:
         "--workers",
         str(workers),
     ]
-    return Server("fastapi", command, port, workdir / "fastapi.log", env={"MODEL": str(model.absolute())})
+    return Server("fastapi", command, port, workdir / "fastapi.log", env=reference_env(model))
+
+
+def reference_env(model: Path) -> dict[str, str]:
+    """The reference app's constants: the model's input size, colour mode and preprocessing, from its manifest."""
+    import edge_runtime
+
+    loaded = edge_runtime.load(model)
+    spec, pre = loaded.input, loaded.preprocessing
+    height, width = spec.image_size
+    return {
+        "MODEL": str(model.absolute()),
+        "WIDTH": str(width),
+        "HEIGHT": str(height),
+        "MODE": "RGB" if spec.color_mode == "rgb" else "L",
+        "SCALE": repr(pre.scale),
+        "OFFSET": repr(pre.offset),
+        "MEAN": ",".join(map(repr, pre.mean)),
+        "STD": ",".join(map(repr, pre.std)),
+    }
 
 
 def compare_servers(
     model: Path, plan: Plan, workdir: Path, progress: Any
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Both servers, every body and connection count, alternated; plus start-up times."""
-    bodies = request_bodies()
+    bodies = request_bodies(model)
     servers = [
         start_ours("edge_runtime", model, plan.workers, max(plan.connections) * 2, workdir),
         start_reference(model, plan.workers, workdir),
@@ -553,7 +593,7 @@ def compare_servers(
 
 def soak(model: Path, plan: Plan, workdir: Path, progress: Any) -> dict[str, Any]:
     """edge_runtime alone at the largest connection count: is its memory flat?"""
-    body = request_bodies()[0]
+    body = request_bodies(model)[0]
     connections = max(plan.connections)
     server = start_ours("soak", model, plan.workers, connections * 2, workdir)
     samples: list[tuple[float, float]] = []
@@ -591,7 +631,7 @@ def soak(model: Path, plan: Plan, workdir: Path, progress: Any) -> dict[str, Any
 
 def compare_batching(model: Path, plan: Plan, workdir: Path, progress: Any) -> list[dict[str, Any]]:
     """Dynamic batching on (defaults) vs off (``--max-batch 1``) at 16 connections, alternated."""
-    body = model_body(model)
+    body = request_bodies(model)[0]
     servers = [
         start_ours("batching_on", model, plan.workers, 64, workdir),
         start_ours("batching_off", model, plan.workers, 64, workdir, ["--max-batch", "1"]),
@@ -730,8 +770,10 @@ def render_report(doc: dict[str, Any]) -> str:
         f"Machine: {machine_line(doc['machine'])}. Model: `{doc['model']}`. "
         f"Workers: {plan['workers']} for both servers. "
         f"Client: `{plan['client']}`, {plan['duration']:g} s per run after {plan['warmup']:g} s of warm-up, "
-        f"{plan['rounds']} round(s), the two servers alternated. Bodies: `png` = one 28x28 PNG digit, "
-        f"`json` = {JSON_BATCH} digits as JSON pixel lists. edge_runtime ran with its defaults except "
+        f"{plan['rounds']} round(s), the two servers alternated. Model input: {doc['input']}. Bodies, from the "
+        f"model's test samples: `png` = one PNG image, `json` = {JSON_BATCH} images as JSON pixel lists. "
+        "The FastAPI app has the model's size, colour mode and preprocessing written in, as a user writes them. "
+        "edge_runtime ran with its defaults except "
         "`--max-connections` (raised above the largest connection count: FastAPI has no such limit).",
         "",
         "Timings from a machine shared with other work are noisy; the ratios (same run, alternated) are what to read.",
@@ -897,6 +939,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batching_model not in (None, STANDIN) and not Path(args.batching_model).is_file():
         raise Keras2EdgeError(f"--batching-model '{args.batching_model}' is not a file (or '{STANDIN}')")
     check_output_dir(args.out, args.force)
+    import edge_runtime
+
+    model_input = edge_runtime.load(args.model).input.describe()  # a damaged model fails here, in one line
     missing = [name for name in ("fastapi", "uvicorn") if importlib.util.find_spec(name) is None]
     if missing:
         raise Keras2EdgeError(
@@ -936,6 +981,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "schema_version": SCHEMA_VERSION,
         "kind": "serve",
         "model": str(args.model),
+        "input": model_input,
         "machine": machine_info(),
         "plan": {**plan.__dict__, "connections": list(plan.connections), "json_batch": JSON_BATCH},
         "startup_s": startup,

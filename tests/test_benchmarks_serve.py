@@ -14,6 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import edge_runtime
@@ -60,9 +61,47 @@ def test_quick_run_measures_both_servers_and_writes_the_report(small_mlp_artifac
     assert (out / "throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_quick_run_on_an_rgb_conv_net_sends_both_servers_its_own_colour_images(rgb_cnn_artifacts, tmp_path):
+    """Not only MNIST: the bodies are the model's test samples and the FastAPI app reads the model's input."""
+    out = tmp_path / "serve-rgb"
+    result = _run(str(rgb_cnn_artifacts / "tflite_int8.tflite"), "--out", str(out), "--quick", "--connections", "4")
+    assert result.returncode == 0, result.stderr[-2000:]
+    doc = json.loads((out / "results.json").read_text())
+    assert {(r["server"], r["body"]) for r in doc["records"]} == {
+        (server, body) for server in ("edge_runtime", "fastapi") for body in ("png", "json")}
+    assert all(r["requests"] > 0 and r["errors"] == 0 for r in doc["records"])
+    assert doc["input"] == edge_runtime.load(rgb_cnn_artifacts / "tflite_int8.tflite").input.describe()
+    assert "rgb" in doc["input"] and doc["input"] in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("fixture", ["small_mlp_artifacts", "rgb_cnn_artifacts"])
+def test_reference_app_answers_what_edge_runtime_answers(fixture, request, tmp_path):
+    """A fair comparison: the FastAPI app does the same work, so it gives the same probabilities."""
+    model_path = request.getfixturevalue(fixture) / "tflite_int8.tflite"
+    model = edge_runtime.load(model_path)
+    png, as_json = bench.request_bodies(model_path)
+    images = json.loads(as_json.data)["images"]
+    server = bench.start_reference(model_path, 1, tmp_path)
+    try:
+        server.wait_ready(png)
+        answers = [json.loads(bench.post(server.port, body)[1]) for body in (png, as_json)]
+    finally:
+        server.stop()
+    expected = model.predict(np.asarray(images, np.uint8))
+    np.testing.assert_allclose(answers[0]["probabilities"][0], expected[0], atol=1e-6)
+    np.testing.assert_allclose(answers[1]["probabilities"], expected, atol=1e-6)
+
+
+def test_feature_model_is_refused_in_one_line(feature_mlp_artifacts, tmp_path):
+    result = _run(str(feature_mlp_artifacts / "tflite_int8.tflite"), "--out", str(tmp_path / "out"), "--quick")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "the serve benchmark sends images; the model reads 13 features" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_python_client_drives_a_keep_alive_server_without_errors(small_mlp_artifacts):
     model = edge_runtime.load(small_mlp_artifacts / "tflite_int8.tflite")
-    body = bench.request_bodies()[1]
+    body = bench.request_bodies(small_mlp_artifacts / "tflite_int8.tflite")[1]
     with running(ServeConfig(host="127.0.0.1", port=0), [model]) as (server, log):
         with tempfile.TemporaryDirectory() as tmp:
             result = bench.run_python(server.server_port, body, 3, 1.0, Path(tmp))
