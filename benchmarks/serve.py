@@ -11,16 +11,18 @@ least as good as the server I would write myself? So this starts both on loopbac
 with N = the number of cores, and drives both with the same load generator (``wrk``
 when it is installed, else a bounded Python client), alternating them so that
 machine drift hits both alike, at 1, 4, 16 and 64 connections, with a PNG body (one
-image) and a JSON body (four images). For every run it records requests/s, images/s,
+image) and a JSON body (four images), both made from the model's own test samples (any
+image model; the FastAPI app has the model's input size, colour mode and preprocessing
+written in, as a user writes them). For every run it records requests/s, images/s,
 p50/p90/p99 latency, errors (non-2xx answers and socket errors), the resident memory
 of all the server's processes and their CPU seconds per 1,000 requests. It then runs
 edge_runtime alone at 64 connections for ``--soak`` seconds, sampling its memory, and,
 with ``--batching-model``, compares dynamic batching on and off (``--max-batch 1``)
 at 16 connections on that model.
 
-``--batching-model standin`` builds the stand-in used until the project has a real
-colour model: a small MobileNet-like Keras network (Conv2D + DepthwiseConv2D, random
-weights, 64x64x3 input, int8) converted with ``TFLiteConverter``; it needs TensorFlow.
+``--batching-model standin`` builds a stand-in for when no colour model is at hand: a
+small MobileNet-like Keras network (Conv2D + DepthwiseConv2D, random weights, 64x64x3
+input, int8) converted with ``TFLiteConverter``; it needs TensorFlow.
 
 Everything listens on 127.0.0.1 and every run is bounded in time. Outputs, written
 atomically into ``--out``: ``results.json``, ``report.md`` and ``throughput.png``.
