@@ -25,6 +25,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -89,6 +90,10 @@ def decode_request(body: bytes, content_type: str, spec: InputSpec, max_images: 
             f"Content-Type must be an image type (image/png, image/jpeg, ...) or application/json, "
             f"not {media_type[:60] or 'missing'!r}",
         )
+    if spec.is_image:
+        pixels = _integer_pixel_body(body)
+        if pixels is not None and len(pixels) <= max_images:
+            return pixels
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as exc:
@@ -184,3 +189,78 @@ def _pixel_array(items: list[Any]) -> np.ndarray:
     if array.dtype.kind == "f":
         return array.astype(np.float32)
     raise HTTPError(HTTPStatus.BAD_REQUEST, '"images" must contain only numbers')
+
+
+# The start of {"images": [...]}, the usual JSON body: white space allowed as JSON allows it.
+_IMAGES_KEY = re.compile(rb'\s*\{\s*"images"\s*:\s*')
+_BRACKETS_TO_SPACES = bytes.maketrans(b"[]", b"  ")
+_WHITE_SPACE = b" \t\r\n"
+_ZERO = ord("0")
+
+
+def _integer_pixel_body(body: bytes) -> np.ndarray | None:
+    """uint8 images from a body of integer pixel lists, read without building Python lists; else None.
+
+    ``json.loads`` and the nested-list conversion cost about 4 ms for four 40x48 RGB
+    images, twenty times their inference, and the serving process pays it on every
+    request. The numbers are read by :func:`numpy.fromstring` instead and the lists'
+    shape from their brackets (about 1 ms). Only ``{"images": ...}`` whose brackets
+    and commas are exactly those of a regular 3-D or 4-D array, with one JSON integer
+    0..255 in every slot, is taken; anything else returns None and goes through
+    ``json.loads``, which gives the same array or the message for what is wrong.
+    """
+    key = _IMAGES_KEY.match(body)
+    tail = body.rstrip(_WHITE_SPACE)
+    if key is None or not tail.endswith(b"}"):
+        return None
+    payload = tail[key.end() : -1].rstrip(_WHITE_SPACE)
+    if payload.translate(None, b"0123456789[]," + _WHITE_SPACE):  # floats, signs, other keys, strings
+        return None
+    shape = _regular_shape(payload.translate(None, b"0123456789" + _WHITE_SPACE))
+    if shape is None:
+        return None
+    compact = np.frombuffer(payload.translate(None, _WHITE_SPACE), dtype=np.uint8)
+    digit = (compact >= _ZERO) & (compact <= _ZERO + 9)
+    starts = digit[1:] & ~digit[:-1]  # where a number begins (the payload begins with "[")
+    if int(starts.sum()) != math.prod(shape):  # an empty slot, which numpy would read as 0
+        return None
+    if (starts[:-1] & (compact[1:-1] == _ZERO) & digit[2:]).any():  # a leading zero, not JSON
+        return None
+    try:
+        values = np.fromstring(payload.translate(_BRACKETS_TO_SPACES), dtype=np.int64, sep=",")
+    except ValueError:  # two numbers in one slot ("1 2")
+        return None
+    if values.size != math.prod(shape) or values.max() > 255:  # a number beyond int64 reads as its maximum
+        return None
+    return values.astype(np.uint8).reshape(shape)
+
+
+def _regular_shape(skeleton: bytes) -> tuple[int, ...] | None:
+    """The shape of a 3-D or 4-D array whose JSON, without its numbers, is ``skeleton``; None if not regular.
+
+    The first list at each depth gives that depth's length; the whole skeleton must
+    then be exactly the one of that shape, so ragged lists never pass.
+
+    >>> _regular_shape(b"[[[,],[,]]]")
+    (1, 2, 2)
+    >>> _regular_shape(b"[[[,],[]]]") is None
+    True
+    """
+    depth = len(skeleton) - len(skeleton.lstrip(b"["))
+    if depth not in (3, 4):
+        return None
+    lengths = []
+    element = 0  # skeleton bytes of one element of the level being read: a number has none
+    for level in range(depth):  # innermost first
+        end = skeleton.find(b"]" * (level + 1))
+        if end < 0:
+            return None
+        first = skeleton[depth - level - 1 : end + level + 1]  # "[" + ",".join([element] * n) + "]"
+        lengths.append((len(first) - 1) // (element + 1))
+        element = len(first)
+    shape = tuple(reversed(lengths))
+    expected = b""
+    for n in lengths:
+        expected = b"[" + b",".join([expected] * n) + b"]"
+    return shape if all(shape) and skeleton == expected else None
+
